@@ -1,0 +1,33 @@
+"""flowlib: the small helper package behind the normalizing-flow notebook series.
+
+Topic modules, each readable in one sitting:
+
+- :mod:`flowlib.data`      a 2-D target distribution drawn from a picture (a word, an image)
+- :mod:`flowlib.bijectors` additive (NICE) and affine (RealNVP) coupling, ActNorm, a small MLP
+- :mod:`flowlib.flows`     builders for NICE and RealNVP stacks, and layer-by-layer tracing
+- :mod:`flowlib.train`     maximum-likelihood training with a guard against NaN losses
+- :mod:`flowlib.metrics`   held-out negative log-likelihood and its gap to the entropy bound
+- :mod:`flowlib.plotting`  the quadrant-coloured layer grid, densities, training curves
+- :mod:`flowlib.config`    the fast (CI) mode switch
+
+Importing :mod:`flowlib` does no work: the submodules (and TensorFlow) load the first
+time you touch them, e.g. ``flowlib.flows.realnvp()``.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flowlib.config import fast_mode, pick
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("bijectors", "checkpoint", "config", "data", "flows", "metrics", "plotting", "train")
+
+__all__ = ["fast_mode", "pick", "__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"flowlib.{name}")
+    raise AttributeError(f"module 'flowlib' has no attribute {name!r}")

@@ -1,0 +1,369 @@
+"""Coupling layers and ActNorm as ``tfp.bijectors.Bijector`` subclasses.
+
+Conventions (TFP's): ``forward`` maps latent ``z`` to data ``x``; ``inverse`` maps data
+to latent; ``forward_log_det_jacobian(z)`` is ``log|det dx/dz|`` per example, shape
+``[batch]``. Every bijector here acts on vectors (``event_ndims = 1``) of any dimension.
+
+A coupling layer splits its input with a boolean ``mask`` over the coordinates:
+``mask[i] = True`` puts coordinate ``i`` in the *kept* part ``x1`` (copied unchanged),
+``False`` in the *changed* part ``x2``. With ``f`` any function (here a small network):
+
+- additive (NICE):  ``y1 = x1``,  ``y2 = x2 + f(x1)``,                   ``log|det J| = 0``
+- affine (RealNVP): ``y1 = x1``,  ``y2 = x2 * exp(s(x1)) + t(x1)``,     ``log|det J| = sum s(x1)``
+
+Both invert exactly without inverting ``f``, because ``x1 = y1`` is available on either
+side of the layer. The network is pluggable: any callable from ``[..., num_kept]`` to
+``[..., num_changed]`` (additive) or ``[..., 2 * num_changed]`` (affine) will do.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfb = tfp.bijectors
+
+Network = Callable[[tf.Tensor], tf.Tensor]
+
+
+# --------------------------------------------------------------------------- network
+class MLP(tf.Module):
+    """A small fully connected ReLU network, ``[..., input_dim] -> [..., output_dim]``.
+
+    Weights use Glorot-uniform initialisation drawn from ``seed`` (no global random
+    state). With ``zero_last=True`` (the default) the output layer starts at exactly
+    zero, so a coupling layer built on it starts as the identity: a fresh flow is the
+    base distribution, and training starts from a well-conditioned point.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, hidden_units: Sequence[int] = (64, 64),
+                 *, seed: int = 0, zero_last: bool = True, name: str | None = None):
+        super().__init__(name=name)
+        sizes = [int(input_dim), *[int(h) for h in hidden_units], int(output_dim)]
+        if any(size <= 0 for size in sizes):
+            raise ValueError(f"all layer sizes must be positive, got {sizes}")
+        self.kernels: list[tf.Variable] = []
+        self.biases: list[tf.Variable] = []
+        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = index == len(sizes) - 2
+            if last and zero_last:
+                kernel = tf.zeros([fan_in, fan_out])
+            else:
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                kernel = tf.random.stateless_uniform([fan_in, fan_out], seed=[seed, index],
+                                                     minval=-limit, maxval=limit)
+            self.kernels.append(tf.Variable(kernel, name=f"kernel_{index}"))
+            self.biases.append(tf.Variable(tf.zeros([fan_out]), name=f"bias_{index}"))
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        batch_shape = tf.shape(x)[:-1]
+        h = tf.reshape(x, [-1, x.shape[-1]])
+        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            h = tf.matmul(h, kernel) + bias
+            if index < len(self.kernels) - 1:
+                h = tf.nn.relu(h)
+        return tf.reshape(h, tf.concat([batch_shape, [h.shape[-1]]], axis=0))
+
+
+# --------------------------------------------------------------------------- masks
+def half_mask(dim: int, *, keep_first: bool = True) -> np.ndarray:
+    """Mask that keeps the first ``ceil(dim / 2)`` coordinates (or the last ones).
+
+    In 2-D, ``half_mask(2)`` is ``[True, False]``: ``x1`` is the horizontal coordinate,
+    ``x2`` the vertical one, as in the reference post.
+    """
+    if dim < 2:
+        raise ValueError(f"coupling needs at least 2 dimensions, got dim={dim}")
+    mask = np.arange(dim) < (dim + 1) // 2
+    return mask if keep_first else ~mask
+
+
+def _check_mask(mask: Sequence[bool] | np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 1 or mask.size < 2:
+        raise ValueError(f"mask must be a 1-D sequence of at least 2 booleans, got shape {mask.shape}")
+    if mask.dtype != bool:
+        if not np.all(np.isin(mask, (0, 1))):
+            raise ValueError("mask entries must be booleans (or 0/1)")
+        mask = mask.astype(bool)
+    if mask.all() or not mask.any():
+        raise ValueError("mask must keep some coordinates and change others (not all True or all False)")
+    return mask
+
+
+# --------------------------------------------------------------------------- coupling
+class _Coupling(tfb.Bijector):
+    """Shared split/merge machinery of the coupling layers (see the module docstring)."""
+
+    def __init__(self, mask, network, *, outputs_per_changed, hidden_units, seed, name,
+                 parameters):
+        mask = _check_mask(mask)
+        self.mask = mask
+        self._kept = np.flatnonzero(mask)
+        self._changed = np.flatnonzero(~mask)
+        # concat([x1, x2])[..., merge] puts every coordinate back in its place.
+        self._merge = np.argsort(np.concatenate([self._kept, self._changed]))
+        if network is None:
+            network = MLP(len(self._kept), outputs_per_changed * len(self._changed),
+                          hidden_units, seed=seed, name=f"{name}_network")
+        elif not callable(network):
+            raise TypeError(f"network must be callable, got {type(network).__name__}")
+        self.network = network
+        super().__init__(forward_min_event_ndims=1, validate_args=False,
+                         parameters=parameters, name=name)
+
+    @property
+    def dim(self) -> int:
+        return len(self.mask)
+
+    def _split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.gather(x, self._kept, axis=-1), tf.gather(x, self._changed, axis=-1)
+
+    def _combine(self, x1: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
+        return tf.gather(tf.concat([x1, x2], axis=-1), self._merge, axis=-1)
+
+    def _check_input(self, x: tf.Tensor) -> None:
+        if x.shape.rank is not None and x.shape[-1] is not None and x.shape[-1] != self.dim:
+            raise ValueError(f"{self.name} expects points with {self.dim} coordinates, "
+                             f"got shape {x.shape}")
+
+    def _network_output(self, x1: tf.Tensor, expected: int) -> tf.Tensor:
+        out = self.network(x1)
+        if out.shape[-1] is not None and out.shape[-1] != expected:
+            raise ValueError(f"{self.name}: the network returned {out.shape[-1]} values per point, "
+                             f"expected {expected}")
+        return out
+
+
+class AdditiveCoupling(_Coupling):
+    """NICE's additive coupling: ``y1 = x1``, ``y2 = x2 + shift(x1)``; volume preserving.
+
+    Args:
+        mask: booleans over the coordinates, True = kept (``x1``). ``[True, False]`` in 2-D.
+        network: callable ``[..., num_kept] -> [..., num_changed]`` giving the shift.
+            Default: an :class:`MLP` with ``hidden_units`` starting at zero.
+        hidden_units, seed: for the default network.
+
+    ``log|det J| = 0`` for every input, shape ``[batch]``: the Jacobian is triangular with
+    ones on the diagonal.
+    """
+
+    def __init__(self, mask: Sequence[bool] | np.ndarray, network: Network | None = None, *,
+                 hidden_units: Sequence[int] = (64, 64), seed: int = 0,
+                 name: str = "additive_coupling"):
+        parameters = dict(locals())
+        super().__init__(mask, network, outputs_per_changed=1, hidden_units=hidden_units,
+                         seed=seed, name=name, parameters=parameters)
+
+    def shift(self, x1: tf.Tensor) -> tf.Tensor:
+        """``f(x1)``, shape ``[..., num_changed]``."""
+        return self._network_output(x1, len(self._changed))
+
+    def _forward(self, x):
+        self._check_input(x)
+        x1, x2 = self._split(x)
+        return self._combine(x1, x2 + self.shift(x1))
+
+    def _inverse(self, y):
+        self._check_input(y)
+        y1, y2 = self._split(y)
+        return self._combine(y1, y2 - self.shift(y1))
+
+    def _forward_log_det_jacobian(self, x):
+        return tf.zeros(tf.shape(x)[:-1], dtype=x.dtype)
+
+    def _inverse_log_det_jacobian(self, y):
+        return tf.zeros(tf.shape(y)[:-1], dtype=y.dtype)
+
+
+class AffineCoupling(_Coupling):
+    """RealNVP's affine coupling: ``y1 = x1``, ``y2 = x2 * exp(log_scale(x1)) + shift(x1)``.
+
+    Args:
+        mask: booleans over the coordinates, True = kept (``x1``).
+        network: callable ``[..., num_kept] -> [..., 2 * num_changed]``; the first half
+            is the shift, the second the raw log-scale. Default: an :class:`MLP` that
+            starts at zero, so the layer starts as the identity.
+        max_log_scale: bound ``c`` on the log-scale, ``log_scale = c * tanh(raw / c)``,
+            which is ``raw`` near zero and never beyond ``±c``. One layer then stretches
+            by at most ``exp(c)``, so ``exp`` cannot overflow and one bad step cannot
+            blow the flow up. ``None`` leaves it unbounded (the post's recipe; see
+            notebook 07 for what that costs).
+        hidden_units, seed: for the default network.
+
+    ``log|det J| = sum(log_scale(x1))`` over the changed coordinates, shape ``[batch]``.
+    """
+
+    def __init__(self, mask: Sequence[bool] | np.ndarray, network: Network | None = None, *,
+                 max_log_scale: float | None = 2.0, hidden_units: Sequence[int] = (64, 64),
+                 seed: int = 0, name: str = "affine_coupling"):
+        parameters = dict(locals())
+        if max_log_scale is not None and not max_log_scale > 0:
+            raise ValueError(f"max_log_scale must be positive or None, got {max_log_scale}")
+        self.max_log_scale = max_log_scale
+        super().__init__(mask, network, outputs_per_changed=2, hidden_units=hidden_units,
+                         seed=seed, name=name, parameters=parameters)
+
+    def shift_and_log_scale(self, x1: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(t(x1), s(x1))``, each of shape ``[..., num_changed]``; ``s`` is bounded."""
+        out = self._network_output(x1, 2 * len(self._changed))
+        shift, raw = tf.split(out, 2, axis=-1)
+        if self.max_log_scale is None:
+            return shift, raw
+        c = tf.cast(self.max_log_scale, raw.dtype)
+        return shift, c * tf.tanh(raw / c)
+
+    def _forward(self, x):
+        self._check_input(x)
+        x1, x2 = self._split(x)
+        shift, log_scale = self.shift_and_log_scale(x1)
+        return self._combine(x1, x2 * tf.exp(log_scale) + shift)
+
+    def _inverse(self, y):
+        self._check_input(y)
+        y1, y2 = self._split(y)
+        shift, log_scale = self.shift_and_log_scale(y1)
+        return self._combine(y1, (y2 - shift) * tf.exp(-log_scale))
+
+    def _forward_log_det_jacobian(self, x):
+        x1, _ = self._split(x)
+        return tf.reduce_sum(self.shift_and_log_scale(x1)[1], axis=-1)
+
+    def _inverse_log_det_jacobian(self, y):
+        y1, _ = self._split(y)
+        return -tf.reduce_sum(self.shift_and_log_scale(y1)[1], axis=-1)
+
+
+# --------------------------------------------------------------------------- ActNorm
+class ActNorm(tfb.Bijector):
+    """Glow's activation normalisation: ``y = x * exp(log_scale) + shift``, per coordinate.
+
+    A learned per-coordinate affine map whose parameters are *initialised from data*: on
+    the first batch (see :meth:`initialize`), ``shift`` and ``log_scale`` are set to the
+    batch mean and log standard deviation, so ``inverse`` maps that batch to zero mean
+    and unit variance. After that they are ordinary trainable variables. Unlike batch
+    normalisation it has no batch statistics and no train/eval modes: ``forward`` and
+    ``inverse`` are the same function in training and evaluation, so they stay exact
+    inverses of each other (Kingma and Dhariwal, 2018).
+
+    ``log|det J| = sum(log_scale)``, the same for every example, shape ``[batch]``.
+    """
+
+    def __init__(self, dim: int, *, name: str = "act_norm"):
+        parameters = dict(locals())
+        if int(dim) < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.dim = int(dim)
+        self.shift = tf.Variable(tf.zeros([self.dim]), name="shift")
+        self.log_scale = tf.Variable(tf.zeros([self.dim]), name="log_scale")
+        self.initialized = tf.Variable(False, trainable=False, name="initialized")
+        super().__init__(forward_min_event_ndims=1, validate_args=False,
+                         parameters=parameters, name=name)
+
+    def initialize(self, y: tf.Tensor | np.ndarray) -> None:
+        """Set the parameters so that ``inverse(y)`` has zero mean, unit variance per coordinate.
+
+        ``y``: a batch of inputs to :meth:`inverse` (data-side), shape ``[batch, dim]``.
+        """
+        y = tf.convert_to_tensor(y, dtype=tf.float32)
+        mean, variance = tf.nn.moments(y, axes=[0])
+        self.shift.assign(mean)
+        self.log_scale.assign(0.5 * tf.math.log(variance + 1e-6))
+        self.initialized.assign(True)
+        self._cache.clear()
+
+    def _forward(self, x):
+        return x * tf.exp(self.log_scale) + self.shift
+
+    def _inverse(self, y):
+        return (y - self.shift) * tf.exp(-self.log_scale)
+
+    def _forward_log_det_jacobian(self, x):
+        return tf.fill(tf.shape(x)[:-1], tf.reduce_sum(self.log_scale))
+
+    def _inverse_log_det_jacobian(self, y):
+        return tf.fill(tf.shape(y)[:-1], -tf.reduce_sum(self.log_scale))
+
+
+class BatchNormalization(tfb.Bijector):
+    """Batch normalisation as a bijector, with TFP's conventions and a train/eval switch.
+
+    ``inverse`` (data to latent) *normalises* each coordinate,
+
+    .. math::  z = \\gamma \\, (y - \\mu) / \\sqrt{\\sigma^2 + \\epsilon} + \\beta,
+
+    with ``(mu, sigma^2)`` the mean and variance of the current batch in training mode
+    (which also updates moving averages of them), or the moving averages in evaluation
+    mode. ``forward`` always *de-normalises* with the moving averages. So in training
+    mode ``forward`` and ``inverse`` are not exact inverses of each other; in evaluation
+    mode they are. ``log|det dz/dy| = sum(log gamma) - 0.5 * sum(log(sigma^2 + eps))``, the
+    same for every example of the batch. ``gamma = exp(log_gamma)`` stays positive.
+
+    The ``training`` flag is a boolean ``tf.Variable`` shared by all such layers of a
+    flow, so one assignment (:func:`flowlib.flows.set_training`) switches them all, also
+    inside compiled code.
+
+    Why not ``tfb.BatchNormalization``? One layer at a time it computes the same map (a
+    test checks that). But ``TransformedDistribution.log_prob`` asks a bijector for
+    ``forward_log_det_jacobian`` at the latent point, and TFP's batch norm answers from
+    its *moving averages* while its ``inverse`` used the *batch* statistics. In training
+    mode the loss is then not the likelihood of the normalised batch: it drifts with the
+    moving averages and training on it makes the true loss rise. Notebook 07 measures it.
+    """
+
+    def __init__(self, dim: int, training: tf.Variable, *, momentum: float = 0.99,
+                 epsilon: float = 1e-3, name: str = "batch_norm"):
+        parameters = dict(locals())
+        if not (isinstance(training, tf.Variable) and training.dtype == tf.bool):
+            raise TypeError("training must be a boolean tf.Variable shared by the flow's layers")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be positive, got {epsilon}")
+        self.dim, self.momentum, self.epsilon = int(dim), float(momentum), float(epsilon)
+        self.training = training
+        self.moving_mean = tf.Variable(tf.zeros([self.dim]), trainable=False, name="moving_mean")
+        self.moving_variance = tf.Variable(tf.ones([self.dim]), trainable=False, name="moving_variance")
+        self.log_gamma = tf.Variable(tf.zeros([self.dim]), name="log_gamma")
+        self.beta = tf.Variable(tf.zeros([self.dim]), name="beta")
+        super().__init__(forward_min_event_ndims=1, validate_args=False,
+                         parameters=parameters, name=name)
+
+    def _statistics(self, y: tf.Tensor, *, update: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(mean, variance)`` per coordinate: of the batch in training mode, else moving."""
+        axes = list(range(y.shape.rank - 1))
+
+        def batch_statistics():
+            mean, variance = tf.nn.moments(y, axes=axes)
+            if update:
+                m = self.momentum
+                self.moving_mean.assign(m * self.moving_mean + (1 - m) * tf.stop_gradient(mean))
+                self.moving_variance.assign(m * self.moving_variance + (1 - m) * tf.stop_gradient(variance))
+            return mean, variance
+
+        return tf.cond(self.training, batch_statistics,
+                       lambda: (tf.identity(self.moving_mean), tf.identity(self.moving_variance)))
+
+    def _inverse(self, y):
+        mean, variance = self._statistics(y, update=True)
+        return (y - mean) * tf.math.rsqrt(variance + self.epsilon) * tf.exp(self.log_gamma) + self.beta
+
+    def _inverse_log_det_jacobian(self, y):
+        _, variance = self._statistics(y, update=False)
+        ildj = tf.reduce_sum(self.log_gamma) - 0.5 * tf.reduce_sum(tf.math.log(variance + self.epsilon))
+        return tf.fill(tf.shape(y)[:-1], ildj)
+
+    def _forward(self, x):
+        std = tf.sqrt(self.moving_variance + self.epsilon)
+        return (x - self.beta) * tf.exp(-self.log_gamma) * std + self.moving_mean
+
+    # No `_forward_log_det_jacobian` on purpose. `TransformedDistribution.log_prob`
+    # computes the density correction as `-forward_log_det_jacobian(z)` at the latent
+    # point. Defined from the moving averages, that would disagree with `inverse` in
+    # training mode (batch statistics): the loss the optimizer sees would not be the
+    # likelihood of the normalised batch. Without it, TFP falls back to
+    # `inverse_log_det_jacobian(forward(z))`, and `forward(z)` is the cached data point,
+    # so both directions use the same statistics. (tfb.BatchNormalization defines it,
+    # and that is the bug notebook 07 measures.)
