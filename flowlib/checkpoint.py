@@ -35,10 +35,10 @@ def load(flow, path: str | Path) -> None:
     """
     if not exists(path):
         raise FileNotFoundError(f"no checkpoint at {str(path)!r} (expected {str(path)}.index)")
-    status = tf.train.Checkpoint(flow=flow).read(str(path))
     try:
+        status = tf.train.Checkpoint(flow=flow).read(str(path))
         status.assert_existing_objects_matched().expect_partial()
-    except AssertionError as error:
+    except (AssertionError, ValueError) as error:
         raise ValueError(f"the checkpoint at {str(path)!r} does not fit this flow: {error}") from None
     _flows.clear_caches(flow)
 

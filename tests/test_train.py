@@ -1,0 +1,98 @@
+"""Training lowers the NLL; the guard never leaves non-finite weights behind."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flowlib import flows, metrics, train
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    # two Gaussian blobs: a small problem a small flow learns in a few hundred steps
+    centres = rng.choice([-2.0, 2.0], size=(4000, 1))
+    points = np.concatenate([centres + 0.3 * rng.standard_normal((4000, 1)),
+                             0.5 * rng.standard_normal((4000, 1))], axis=1)
+    return points.astype(np.float32)
+
+
+@pytest.mark.parametrize("normalization", ["batchnorm", "actnorm", "none"])
+def test_fit_lowers_the_held_out_nll(data, normalization):
+    flow = flows.realnvp(num_layers=4, hidden_units=(32, 32), normalization=normalization, seed=1)
+    held_out = data[:1000]
+    before = metrics.nll(flow, held_out)
+    history = train.fit(flow, data[1000:], steps=300, batch_size=256, learning_rate=3e-3, progress=False)
+    after = metrics.nll(flow, held_out)
+    assert history.steps == 300 and len(history.loss) == 300 and not history.stopped
+    assert after < before - 0.5, (before, after)
+    assert np.mean(history.loss[-50:]) < np.mean(history.loss[:50])
+    assert not flows.is_training(flow)  # back in evaluation mode
+
+
+def test_fit_is_repeatable_with_a_seed(data):
+    results = []
+    for _ in range(2):
+        flow = flows.realnvp(num_layers=2, hidden_units=(16,), normalization="none", seed=0)
+        results.append(train.fit(flow, data, steps=50, batch_size=128, seed=5, progress=False).loss)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-4)
+
+
+def test_validation_is_recorded(data):
+    flow = flows.realnvp(num_layers=2, hidden_units=(16,), normalization="none")
+    history = train.fit(flow, data, steps=60, steps_per_call=20, validation_data=data[:500], progress=False)
+    assert history.validation_steps == [20, 40, 60]
+    assert len(history.validation_nll) == 3 and all(np.isfinite(history.validation_nll))
+
+
+def all_finite(flow):
+    return all(np.all(np.isfinite(v.numpy())) for v in flow.variables if v.dtype.is_floating)
+
+
+def test_guard_rescues_an_absurd_learning_rate(data):
+    flow = flows.realnvp(num_layers=4, hidden_units=(32, 32), normalization="batchnorm", max_log_scale=None)
+    history = train.fit(flow, data * 50, steps=200, learning_rate=50.0, schedule="constant",
+                        max_retries=30, progress=False)
+    assert history.rescues >= 1, "the absurd learning rate did not trigger the guard: test is vacuous"
+    assert all(event.startswith(("rescue", "stopped")) for event in history.events)
+    assert history.learning_rate < 50.0
+    assert all_finite(flow)
+    assert np.all(np.isfinite(history.loss))  # only losses of steps that were kept
+    assert np.isfinite(metrics.nll(flow, data[:100] * 50))
+
+
+def test_guard_stops_when_out_of_retries(data):
+    flow = flows.realnvp(num_layers=4, hidden_units=(32, 32), normalization="none", max_log_scale=None)
+    history = train.fit(flow, data * 50, steps=300, learning_rate=1e4, schedule="constant",
+                        max_retries=0, progress=False)
+    assert history.stopped and history.steps < 300
+    assert history.events and history.events[-1].startswith("stopped")
+    assert all_finite(flow)
+
+
+def test_time_budget_stops_training(data):
+    flow = flows.realnvp(num_layers=2, hidden_units=(8,), normalization="none")
+    history = train.fit(flow, data, steps=100_000, steps_per_call=10, max_seconds=0.5, progress=False)
+    assert history.stopped and 0 < history.steps < 100_000
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    (dict(steps=0), ValueError), (dict(steps=1.5), ValueError), (dict(batch_size=-1), ValueError),
+    (dict(learning_rate=0.0), ValueError), (dict(learning_rate=float("nan")), ValueError),
+    (dict(schedule="linear"), ValueError), (dict(steps_per_call=0), ValueError),
+    (dict(max_retries=-1), ValueError), (dict(max_seconds=0), ValueError),
+])
+def test_fit_rejects_bad_arguments(data, kwargs, error):
+    flow = flows.realnvp(num_layers=2, hidden_units=(8,))
+    with pytest.raises(error):
+        train.fit(flow, data, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((10, 3)), "shape"), (np.zeros(10), "shape"), (np.array([[0.0, np.nan]] * 4), "NaN"),
+    (np.zeros((1, 2)), "at least 2"), (np.array([["a", "b"]] * 4), "numeric"),
+])
+def test_fit_rejects_bad_data(bad, match):
+    flow = flows.realnvp(num_layers=2, hidden_units=(8,))
+    with pytest.raises((ValueError, TypeError), match=match):
+        train.fit(flow, bad, steps=1, progress=False)
