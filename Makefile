@@ -16,7 +16,8 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv demo test unit notebooks-test notebooks sync lab bench clean help
+.PHONY: venv demo test unit notebooks-test exercises exercises-test notebooks sync lab bench \
+        test-browser test-colab test-oldest clean help
 
 help:
 	@echo "make demo [TEXT=Ada]  train the headline flow on a word, write figures/"
@@ -24,6 +25,10 @@ help:
 	@echo "make notebooks        re-execute every notebook in full mode, refresh outputs"
 	@echo "make sync             re-pair notebooks/*.ipynb with their py:percent twins"
 	@echo "make bench            benchmarks (throughput, quality per second, stability)"
+	@echo "make exercises        regenerate the student copies in exercises/"
+	@echo "make test-browser     the layer explorer in headless Chromium (needs apt-get install chromium)"
+	@echo "make test-colab       every notebook in a Colab-like environment (Python 3.12, Colab's versions)"
+	@echo "make test-oldest      unit tests against the oldest TensorFlow/TFP we claim"
 	@echo "make lab              JupyterLab on the notebooks"
 	@echo "make clean            remove .venv, figures and caches"
 
@@ -48,7 +53,49 @@ notebooks-test: $(STAMP)
 	FLOWLIB_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax \
 		--nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
 
-test: unit notebooks-test
+test: unit notebooks-test exercises-test
+
+# Student copies: every `### BEGIN SOLUTION` block of notebooks/ becomes a blank in exercises/.
+exercises: $(STAMP)
+	$(BIN)/python tools/exercises.py build
+
+# The copies are current, and each one, executed, stops exactly at its blanks.
+exercises-test: $(STAMP)
+	$(BIN)/python tools/exercises.py check
+	$(BIN)/python tools/exercises.py verify
+
+# The layer explorer in headless Chromium (Debian's package) against JupyterLab on loopback.
+test-browser: $(STAMP)
+	@command -v chromium >/dev/null || { echo "error: needs Debian's chromium (apt-get install chromium)"; exit 1; }
+	$(BIN)/python -m pip install --quiet -e ".[dev,browser]"
+	FLOWLIB_BROWSER_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/browser
+
+# A Colab-like run: Python 3.12 and the versions Colab ships (tests/colab/requirements.txt),
+# a stub google.colab, so each notebook's Colab cell really runs (installing flowlib from
+# this checkout instead of GitHub), then every notebook in fast mode.
+COLAB_PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
+                  $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1 \
+                  && { echo $$p; break; }; done)
+COLAB_VENV := .venv-colab
+test-colab:
+	@test -n "$(COLAB_PYTHON)" || { echo "error: the Colab-like run needs Python 3.12; set COLAB_PYTHON=..."; exit 1; }
+	test -x $(COLAB_VENV)/bin/python || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet -r tests/colab/requirements.txt
+	$(COLAB_VENV)/bin/python -m pip uninstall --quiet --yes flowlib 2>/dev/null || true
+	FLOWLIB_FAST=1 MPLBACKEND=Agg PYTHONPATH=$(CURDIR)/tests/colab/stub IPYTHONDIR=$(CURDIR)/tests/colab/ipython \
+	FLOWLIB_LOCAL_CHECKOUT=$(CURDIR) \
+	FLOWLIB_REPOSITORY=$$($(BIN)/python -c 'from flowlib import config; print(config.REPOSITORY)') \
+	FLOWLIB_REF=$$($(BIN)/python -c 'from flowlib import config; print(config.REF)') \
+		$(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=600 $(NOTEBOOKS)
+
+# The oldest versions pyproject.toml claims (tests/oldest/requirements.txt): unit tests.
+OLDEST_VENV := .venv-oldest
+test-oldest: $(STAMP)
+	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -r tests/oldest/requirements.txt
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(OLDEST_VENV)/bin/python -m pytest -p no:cacheprovider tests
 
 # Full-mode execution refreshes the committed outputs that GitHub and Colab show.
 notebooks: $(STAMP)
@@ -68,5 +115,5 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 clean:
-	rm -rf $(VENV) figures .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(COLAB_VENV) $(OLDEST_VENV) figures .pytest_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

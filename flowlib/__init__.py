@@ -8,7 +8,9 @@ Topic modules, each readable in one sitting:
 - :mod:`flowlib.train`     maximum-likelihood training with a guard against NaN losses
 - :mod:`flowlib.metrics`   held-out negative log-likelihood and its gap to the entropy bound
 - :mod:`flowlib.plotting`  the quadrant-coloured layer grid, densities, training curves
-- :mod:`flowlib.config`    the fast (CI) mode switch
+- :mod:`flowlib.checkpoint` save and restore a trained flow
+- :mod:`flowlib.widgets`   the layer explorer and the train-your-own-word widget
+- :mod:`flowlib.config`    the fast (CI) mode switch and the environment check
 
 Importing :mod:`flowlib` does no work: the submodules (and TensorFlow) load the first
 time you touch them, e.g. ``flowlib.flows.realnvp()``.
@@ -22,7 +24,7 @@ from flowlib.config import fast_mode, pick
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bijectors", "checkpoint", "config", "data", "flows", "metrics", "plotting", "train")
+_SUBMODULES = ("bijectors", "checkpoint", "config", "data", "flows", "metrics", "plotting", "train", "widgets")
 
 __all__ = ["fast_mode", "pick", "__version__", *_SUBMODULES]
 

@@ -8,6 +8,15 @@ with Adam on random mini-batches. The steps run inside one compiled ``tf.functio
 that performs ``steps_per_call`` steps per call (drawing its own batches from the data
 kept on the device), so Python is not in the inner loop.
 
+Two things make a step cheap on a laptop CPU (``bench/profile.py`` measures each):
+
+- the loss walks the layers once, data to latent, and takes each coupling's shift and
+  log-scale from *one* call of its network (``TransformedDistribution.log_prob`` asks
+  a coupling for ``inverse`` and for ``inverse_log_det_jacobian`` separately, which runs
+  the network twice). It is the same number as ``flow.log_prob``; :func:`fit` checks
+  that on the first batch and uses ``flow.log_prob`` for flows it does not know;
+- Adam is applied with TensorFlow's fused kernel, one operation per variable.
+
 The guard: before each call the complete state (weights, batch-norm statistics,
 optimizer moments) is copied. If any loss of the call is NaN or infinite, or any weight
 ends non-finite, that state is restored, the learning rate is halved, and the same steps
@@ -47,7 +56,10 @@ class History:
         events: human-readable notes of every rescue (non-finite loss) and of a stop.
         learning_rate: the base learning rate at the end (halved once per rescue).
         steps: the number of steps completed.
-        seconds: wall-clock time of training, compilation included.
+        seconds: wall-clock time of the whole call of :func:`fit`, compilation included.
+        times: seconds since the start of training at the end of each compiled call
+            whose steps were kept (the first includes the compilation), one per call;
+            differences of neighbours give the step rate.
         stopped: True if training ended early (too many rescues, or the time budget).
     """
 
@@ -59,6 +71,7 @@ class History:
     steps: int = 0
     seconds: float = 0.0
     stopped: bool = False
+    times: list[float] = field(default_factory=list)
 
     @property
     def rescues(self) -> int:
@@ -66,9 +79,80 @@ class History:
         return sum(event.startswith("rescue") for event in self.events)
 
 
-def _optimizer_variables(optimizer) -> list[tf.Variable]:
-    variables = optimizer.variables
-    return list(variables() if callable(variables) else variables)
+class _Adam:
+    """Adam (Kingma and Ba, 2015) with TensorFlow's fused kernel, one op per variable.
+
+    The same update as ``tf_keras.optimizers.Adam`` (betas 0.9 and 0.999, epsilon 1e-7):
+    ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
+    ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``. Keras spells it out in
+    several small operations per variable, which on a CPU costs more than the maths of
+    a small flow.
+    """
+
+    def __init__(self, variables, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7):
+        self._targets = list(variables)
+        self.learning_rate = tf.Variable(float(learning_rate), trainable=False, name="learning_rate")
+        self.iterations = tf.Variable(0.0, trainable=False, name="iterations")
+        self._m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in self._targets]
+        self._v = [tf.Variable(tf.zeros_like(v), trainable=False, name="v") for v in self._targets]
+        self._constants = [tf.constant(beta_1), tf.constant(beta_2), tf.constant(epsilon)]
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return [self.learning_rate, self.iterations, *self._m, *self._v]
+
+    def apply(self, gradients) -> None:
+        beta_1, beta_2, epsilon = self._constants
+        t = self.iterations.assign_add(1.0)
+        beta_1_power, beta_2_power = tf.pow(beta_1, t), tf.pow(beta_2, t)
+        for variable, m, v, gradient in zip(self._targets, self._m, self._v, gradients):
+            if gradient is None:  # a variable the loss does not use
+                continue
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power,
+                beta2_power=beta_2_power, lr=self.learning_rate, beta1=beta_1, beta2=beta_2,
+                epsilon=epsilon, grad=tf.convert_to_tensor(gradient))
+
+
+def _one_pass_log_prob(flow: tfd.TransformedDistribution):
+    """A function ``x -> log p(x)`` equal to ``flow.log_prob``, cheaper to differentiate, or None.
+
+    It undoes the layers from the data side, adding up ``log|det J|`` as it goes, and
+    evaluates each coupling network once per layer. Returned only for flows built from
+    flowlib's layers and TFP's plain ones (permutations, scalings), whose
+    ``inverse``/``inverse_log_det_jacobian`` are what ``flow.log_prob`` combines; for
+    anything else (e.g. ``tfb.BatchNormalization``, whose training-mode ``log_prob``
+    is inconsistent on purpose in notebook 07) :func:`fit` keeps ``flow.log_prob``.
+    """
+    from flowlib.bijectors import ActNorm, AdditiveCoupling, AffineCoupling, BatchNormalization
+
+    tfb = tfp.bijectors
+    plain = (ActNorm, BatchNormalization, tfb.Permute, tfb.ScaleMatvecDiag, tfb.Scale, tfb.Shift,
+             tfb.Identity)
+    chain = _flows.layers(flow)
+    if (flow.event_shape.rank != 1 or flow.distribution.event_shape != flow.event_shape
+            or not all(type(layer) in (AffineCoupling, AdditiveCoupling) or isinstance(layer, plain)
+                       for layer in chain)):
+        return None
+
+    def log_prob(x):
+        h, log_det = x, tf.zeros(tf.shape(x)[:-1], x.dtype)
+        for layer in reversed(chain):
+            if type(layer) is AffineCoupling:
+                h1, h2 = layer._split(h)
+                shift, log_scale = layer.shift_and_log_scale(h1)
+                h = layer._combine(h1, (h2 - shift) * tf.exp(-log_scale))
+                log_det -= tf.reduce_sum(log_scale, axis=-1)
+            elif type(layer) is AdditiveCoupling:
+                h1, h2 = layer._split(h)
+                h = layer._combine(h1, h2 - layer.shift(h1))
+            else:
+                log_det += layer.inverse_log_det_jacobian(h, event_ndims=1)
+                h = layer.inverse(h)
+        return flow.distribution.log_prob(h) + log_det
+
+    return log_prob
 
 
 def _check_data(flow: tfd.TransformedDistribution, data, name: str) -> np.ndarray:
@@ -95,7 +179,7 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
         batch_size: int = DEFAULT_BATCH_SIZE, learning_rate: float = DEFAULT_LEARNING_RATE,
         schedule: Schedule = "cosine", seed: int = 0, steps_per_call: int = 100,
         max_retries: int = 4, validation_data=None, max_seconds: float | None = None,
-        jit_compile: bool = False, progress: bool = True) -> History:
+        jit_compile: bool = False, progress: bool = True, schedule_by_time: bool = False) -> History:
     """Train ``flow`` by maximum likelihood on ``data`` and return its :class:`History`.
 
     Args:
@@ -113,8 +197,14 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
         validation_data: optional held-out points; their NLL is recorded after each call.
         max_seconds: optional wall-clock budget; training stops after the call that
             exceeds it.
-        jit_compile: compile the steps with XLA.
+        jit_compile: compile the steps with XLA (on a CPU this is slower for these
+            small flows and takes much longer to compile; see ``bench/profile.py``).
         progress: show a progress bar (a widget in notebooks).
+        schedule_by_time: with ``max_seconds``, let the cosine schedule run over the time
+            budget: each call uses the larger of the fraction of ``steps`` done and the
+            fraction of ``max_seconds`` spent, so the rate reaches 0 when the time is up
+            even when the step rate is not known in advance (pass a generous ``steps``).
+            The batches stay seeded, but the steps taken depend on the machine's speed.
 
     Batch-norm layers are in training mode during ``fit`` and in evaluation mode after.
     """
@@ -129,27 +219,48 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     if max_seconds is not None and not max_seconds > 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
+    if schedule_by_time and max_seconds is None:
+        raise ValueError("schedule_by_time=True needs a time budget: pass max_seconds as well")
+    start = time.perf_counter()  # History.seconds and max_seconds count everything from here
     data = _check_data(flow, data, "data")
     if validation_data is not None:
         validation_data = _check_data(flow, validation_data, "validation_data")
 
-    import tf_keras  # TFP works with Keras 2 (tf-keras), not Keras 3
     from tqdm.auto import tqdm
-
-    from flowlib.metrics import nll as _nll
 
     rng = np.random.default_rng(seed)
     first_batch = data[rng.integers(len(data), size=min(len(data), max(batch_size, 1024)))]
     if any(not bool(layer.initialized.numpy()) for layer in _flows.actnorm_layers(flow)):
         _flows.initialize_actnorm(flow, first_batch)
     _flows.set_training(flow, False)
-    flow.log_prob(first_batch[:2])  # builds lazily created variables (batch norm)
+    reference = flow.log_prob(first_batch[:64]).numpy()  # also builds lazily created variables
+
+    # The loss: flow.log_prob computed in one pass over the layers when fit knows them
+    # all, after checking on the first points that it gives the same numbers.
+    loss_log_prob = _one_pass_log_prob(flow)
+    if loss_log_prob is not None:
+        fused = loss_log_prob(tf.constant(first_batch[:64])).numpy()
+        _flows.clear_caches(flow)
+        if not np.allclose(fused, reference, rtol=1e-4, atol=1e-3 * (1.0 + np.abs(reference).max())):
+            loss_log_prob = None
+    if loss_log_prob is None:
+        loss_log_prob = flow.log_prob
 
     variables = flow.trainable_variables
-    optimizer = tf_keras.optimizers.Adam(learning_rate=learning_rate)
-    optimizer.build(variables)
-    state = list(flow.variables) + _optimizer_variables(optimizer)
+    optimizer = _Adam(variables, learning_rate)
+    state = list(flow.variables) + optimizer.variables
     base_lr = tf.Variable(float(learning_rate), trainable=False, dtype=tf.float32)
+    time_fraction = tf.Variable(0.0, trainable=False, dtype=tf.float32)  # schedule_by_time only
+
+    if validation_data is not None:
+        # Compiled, in evaluation mode: the same number as metrics.nll, without running
+        # TFP eagerly over every held-out point after each call.
+        evaluation_log_prob = tf.function(loss_log_prob, reduce_retracing=True)
+
+        def validation_nll() -> float:
+            parts = [evaluation_log_prob(tf.constant(validation_data[i:i + 16384])).numpy()
+                     for i in range(0, len(validation_data), 16384)]
+            return float(-np.mean(np.concatenate(parts).astype(np.float64)))
 
     data_tensor = tf.constant(data)
     num_points = len(data)
@@ -164,14 +275,13 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
                                                 maxval=num_points, dtype=tf.int32)
             batch = tf.gather(data_tensor, index)
             if schedule == "cosine":
-                progress_fraction = tf.cast(step, tf.float32) / total
+                progress_fraction = tf.maximum(tf.cast(step, tf.float32) / total, time_fraction)
                 optimizer.learning_rate.assign(base_lr * 0.5 * (1.0 + tf.cos(math.pi * progress_fraction)))
             else:
                 optimizer.learning_rate.assign(base_lr)
             with tf.GradientTape() as tape:
-                loss = -tf.reduce_mean(flow.log_prob(batch))
-            gradients = tape.gradient(loss, variables)
-            optimizer.apply_gradients(zip(gradients, variables))
+                loss = -tf.reduce_mean(loss_log_prob(batch))
+            optimizer.apply(tape.gradient(loss, variables))
             losses = losses.write(i, loss)
         return losses.stack()
 
@@ -182,12 +292,13 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
         history.events.append(message)
         (bar.write if progress else print)(message)
 
-    start = time.perf_counter()
     step, retries = 0, 0
     _flows.set_training(flow, True)
     try:
         while step < steps:
             count = min(steps_per_call, steps - step)
+            if schedule_by_time:
+                time_fraction.assign(min(1.0, (time.perf_counter() - start) / max_seconds))
             saved = [v.numpy() for v in state]
             losses = train_call(tf.constant(step, tf.int32), tf.constant(count, tf.int32)).numpy()
             healthy = np.all(np.isfinite(losses)) and all(
@@ -209,13 +320,14 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
                        f"weights of step {step} and halved the learning rate to {base_lr.numpy():.3g}")
                 continue
             history.loss.extend(float(v) for v in losses)
+            history.times.append(time.perf_counter() - start)
             step += count
             bar.update(count)
             bar.set_postfix(nll=f"{losses.mean():.3f}")
             if validation_data is not None:
                 _flows.set_training(flow, False)
                 history.validation_steps.append(step)
-                history.validation_nll.append(_nll(flow, validation_data))
+                history.validation_nll.append(validation_nll())
                 _flows.set_training(flow, True)
             if max_seconds is not None and time.perf_counter() - start > max_seconds and step < steps:
                 history.stopped = True

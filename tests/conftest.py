@@ -32,3 +32,7 @@ def word():
     from flowlib.data import PictureDistribution
 
     return PictureDistribution.from_text("Hi")
+
+
+# The browser test needs Chromium and JupyterLab on loopback: `make test-browser` runs it.
+collect_ignore = [] if os.environ.get("FLOWLIB_BROWSER_TEST") == "1" else ["browser"]

@@ -1,0 +1,593 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,colab,accelerator
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Additive coupling
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/01_additive_coupling.ipynb)
+#
+# **After this notebook you can** build an exactly invertible layer out of a neural network
+# that is not invertible at all (an *additive coupling layer*), write its inverse in two
+# lines, explain why stacking such layers needs a permutation in between, show that the
+# layer preserves area (its Jacobian determinant is 1), and use flowlib's
+# `AdditiveCoupling` together with TFP's `tfb.Chain` and `tfb.Permute`.
+#
+# **Prerequisites:** none from this series, this is the first notebook. You need Python,
+# NumPy, a little TensorFlow 2 (tensors, `tf.GradientTape`) and the idea of a Jacobian
+# matrix.
+
+# %%
+# Setup. In Colab only: install flowlib from the repository at a fixed ref, without
+# touching the TensorFlow that Colab ships. Everywhere: check versions, read the fast-mode switch.
+import sys
+
+if "google.colab" in sys.modules:
+    # %pip install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@v0.1.0"
+
+import flowlib
+
+flowlib.config.check_environment()
+FAST = flowlib.fast_mode()  # FLOWLIB_FAST=1 (CI) shrinks training; everything else is the same code
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
+
+from flowlib.bijectors import AdditiveCoupling, half_mask
+from flowlib.plotting import plot_stages, quadrant_colors
+
+tfb = tfp.bijectors
+
+NUM_POINTS = flowlib.pick(full=4000, fast=1500)  # points in the scatter plots
+rng = np.random.default_rng(0)
+z = rng.standard_normal((NUM_POINTS, 2)).astype(np.float32)  # the base sample used throughout
+colors = quadrant_colors(z)  # one colour per quadrant of z, kept through every layer
+
+# %% [markdown]
+# ## The question: how can a neural network be invertible?
+#
+# A normalizing flow turns a simple distribution (independent Gaussian noise) into a
+# complicated one by pushing samples through a chain of maps. Going *forward* through the
+# chain draws new samples; going *backward* tells us which noise produced a given data
+# point, and that is what we need to compute its probability (notebook 02). So every layer
+# must be a **bijection**: one-to-one, with an inverse we can actually compute, quickly and
+# exactly.
+#
+# The usual building blocks of neural networks do not offer that. A ReLU sends every
+# negative number to 0, so it forgets which negative number it saw; a dense layer that
+# maps many inputs to fewer outputs forgets even more. Below is a small network
+# $f:\mathbb{R}\to\mathbb{R}$, one dense layer with a ReLU and a dense output layer, with
+# random weights. It will be the "neural network" inside every layer of this notebook.
+
+# %%
+def make_network(seed, hidden_units=16):
+    """A random network R -> R: Dense(hidden_units) + ReLU + Dense(1), in plain TensorFlow.
+
+    Takes x1 of shape [n, 1] and returns f(x1) of shape [n, 1].
+    """
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(size=(1, hidden_units))
+    b1 = -w1[0] * rng.uniform(-3, 3, size=hidden_units)  # each unit's kink lands in [-3, 3]
+    w2 = rng.normal(size=(hidden_units, 1)) * 2 / np.sqrt(hidden_units)
+    w1, b1, w2 = (tf.constant(a, tf.float32) for a in (w1, b1, w2))
+
+    def network(x1):
+        hidden = tf.nn.relu(tf.matmul(x1, w1) + b1)
+        return tf.matmul(hidden, w2)
+
+    return network
+
+
+f = make_network(seed=25)
+
+
+def f_scalar(x):
+    """f at a single number, as a Python float (handy for root finding)."""
+    return float(f(tf.constant([[x]], tf.float32))[0, 0])
+
+
+# %% [markdown]
+# Is $f$ one-to-one? ReLU alone already is not: `relu(-1) == relu(-2) == 0`. For the whole
+# network we look for two different inputs with the same output. This $f$ goes down and then
+# up again, so a horizontal line between its lowest point and the lower of its two ends
+# crosses the graph twice. We find both crossings by bisection.
+
+# %%
+assert tf.nn.relu(-1.0) == tf.nn.relu(-2.0) == 0.0  # ReLU's flat region
+
+
+def bisect(g, lo, hi, steps=60):
+    """A root of g between lo and hi, where g(lo) and g(hi) have opposite signs."""
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if (g(lo) > 0) == (g(mid) > 0):
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+xs = np.linspace(-3, 3, 601, dtype=np.float32)
+values = f(xs[:, None]).numpy()[:, 0]
+bottom = int(np.argmin(values))
+assert 0 < bottom < len(xs) - 1, "f should have its minimum inside [-3, 3]"
+level = values[bottom] + 0.5 * (min(values[0], values[-1]) - values[bottom])
+a = bisect(lambda x: f_scalar(x) - level, xs[0], xs[bottom])
+b = bisect(lambda x: f_scalar(x) - level, xs[bottom], xs[-1])
+print(f"f({a:.4f}) = {f_scalar(a):.6f}   and   f({b:.4f}) = {f_scalar(b):.6f}")
+
+assert b - a > 1.0  # two clearly different inputs ...
+assert abs(f_scalar(a) - f_scalar(b)) < 1e-5  # ... with the same output: f has no inverse
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3.2))
+ax.plot(xs, values, color="k", lw=1.5, label="$f(x_1)$")
+ax.axhline(level, color="0.6", ls="--", lw=1)
+ax.plot([a, b], [level, level], "o", color="#D55E00", label="same output, two inputs")
+ax.set_xlabel("$x_1$")
+ax.set_title("the network $f$: not one-to-one", fontsize=10)
+ax.legend(frameon=False, fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ## The trick: split the input and shift only one half
+#
+# NICE (Dinh, Krueger and Bengio, 2014) does not try to invert $f$ at all. Split the input
+# $x$ into two parts $x_1$ and $x_2$, copy the first part and *shift* the second by an
+# amount that depends on the first:
+#
+# $$y_1 = x_1, \qquad y_2 = x_2 + f(x_1).$$
+#
+# Given the output $y$, the first part tells us $x_1 = y_1$ directly, so we can compute
+# $f(x_1) = f(y_1)$ again and subtract it:
+#
+# $$x_1 = y_1, \qquad x_2 = y_2 - f(y_1).$$
+#
+# The layer is a bijection for *any* $f$, because the input of $f$ is available on both
+# sides of the layer. We only ever evaluate $f$, never invert it. In 2-D, $x_1$ is the
+# horizontal coordinate and $x_2$ the vertical one. Here is the layer, forward and inverse:
+
+# %%
+def coupling_forward(x, network):
+    """Additive coupling, [n, 2] -> [n, 2]: y1 = x1, y2 = x2 + network(x1)."""
+    x1, x2 = x[:, :1], x[:, 1:]
+    return tf.concat([x1, x2 + network(x1)], axis=1)
+
+
+def coupling_inverse(y, network):
+    """Its exact inverse: x1 = y1, x2 = y2 - network(y1)."""
+    y1, y2 = y[:, :1], y[:, 1:]
+    return tf.concat([y1, y2 - network(y1)], axis=1)
+
+
+# %% [markdown]
+# The round trip must give back the input, not only for typical points but also far out in
+# the tails, where numbers are large and numerical trouble would show first. We test a grid
+# that reaches $|x| = 10$ in both coordinates. The only error left is float32 rounding in
+# $(x_2 + f) - f$.
+
+# %%
+tails = np.stack(np.meshgrid(np.linspace(-10, 10, 41), np.linspace(-10, 10, 41)), -1)
+test_points = np.concatenate([z, tails.reshape(-1, 2)]).astype(np.float32)
+
+y = coupling_forward(test_points, f)
+np.testing.assert_allclose(coupling_inverse(y, f), test_points, atol=1e-5)  # inverse undoes forward
+np.testing.assert_allclose(coupling_forward(coupling_inverse(test_points, f), f), test_points,
+                           atol=1e-5)  # and forward undoes inverse
+np.testing.assert_array_equal(y[:, 0], test_points[:, 0])  # x1 is copied, bit for bit
+assert np.max(np.abs(y[:, 1] - test_points[:, 1])) > 1.0  # ... while x2 really moves
+
+# %% [markdown]
+# ## One layer moves points vertically only
+#
+# Each point keeps its horizontal coordinate and slides up or down by $f(x_1)$, the same
+# amount for every point on a vertical line. The arrows below show this for a few points;
+# the grey curve in the middle panel is the shift $f(x_1)$ itself. The distribution of
+# horizontal coordinates is unchanged, which you can check by eye: every colour keeps
+# its horizontal extent.
+
+# %%
+x_after = coupling_forward(z, f).numpy()
+some = slice(0, 300, 3)  # a hundred points for the arrows
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
+axes[0].scatter(z[:, 0], z[:, 1], s=1, c=colors, rasterized=True)
+axes[0].set_title("base sample $z$", fontsize=10)
+axes[1].quiver(z[some, 0], z[some, 1], 0 * z[some, 0], x_after[some, 1] - z[some, 1],
+               color=colors[some], angles="xy", scale_units="xy", scale=1, width=0.004)
+axes[1].plot(xs, values, color="0.5", lw=1, label="shift $f(x_1)$")
+axes[1].legend(loc="lower right", frameon=False, fontsize=8)
+axes[1].set_title("coupling: each point moves by $f(x_1)$", fontsize=10)
+axes[2].scatter(x_after[:, 0], x_after[:, 1], s=1, c=colors, rasterized=True)
+axes[2].set_title("after coupling 1", fontsize=10)
+for ax in axes:
+    ax.set_xlim(-4, 4)
+    ax.set_ylim(-4, 4)
+    ax.set_aspect("equal")
+    ax.axhline(0, color="0.85", lw=0.5, zorder=0)
+    ax.axvline(0, color="0.85", lw=0.5, zorder=0)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## A swap lets the other half move too
+#
+# A second coupling layer of the same kind would again leave $x_1$ alone (exercise 2 shows
+# that such layers in a row add up to a single layer whose shift is the sum of theirs).
+# So between couplings we **swap** the two coordinates, $(x_1, x_2) \mapsto (x_2, x_1)$.
+# In the plane the swap is the mirror image about the diagonal $y = x$: each point jumps
+# to the other side, along a line at right angles to the diagonal. The swap is its own
+# inverse.
+
+# %%
+def swap(x):
+    """Exchange the two coordinates: the mirror image about the line y = x."""
+    return tf.reverse(x, axis=[1])
+
+
+x_swapped = swap(x_after).numpy()
+np.testing.assert_array_equal(swap(x_swapped), x_after)  # swapping twice changes nothing
+
+# a few points well off the diagonal, to follow from one panel to the other
+far_from_diagonal = np.abs(x_after[:, 0] - x_after[:, 1]) > 1.5
+inside = np.all(np.abs(x_after) < 3, axis=1)
+some = np.flatnonzero(far_from_diagonal & inside)[:8]
+
+fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.2))
+for ax, points, title in ((axes[0], x_after, "after coupling 1"), (axes[1], x_swapped, "after swap 1")):
+    ax.scatter(points[:, 0], points[:, 1], s=1, c=colors, alpha=0.5, rasterized=True)
+    ax.plot([-4, 4], [-4, 4], color="0.3", ls="--", lw=1)
+    ax.scatter(points[some, 0], points[some, 1], s=30, c=colors[some], edgecolors="k", zorder=3)
+    ax.set_xlim(-4, 4)
+    ax.set_ylim(-4, 4)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10)
+for i in some:  # where each marked point came from, and the mirror line it jumped along
+    axes[1].scatter(*x_after[i], s=30, facecolors="none", edgecolors="k", zorder=3)
+    axes[1].plot([x_after[i, 0], x_swapped[i, 0]], [x_after[i, 1], x_swapped[i, 1]], color="k", lw=0.8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## A stack of couplings and swaps
+#
+# Now we alternate: coupling, swap, coupling, swap, coupling, each coupling with its own
+# network. Every layer is invertible, so the stack is too: undo the layers in the opposite
+# order. After the first swap the *other* coordinate gets shifted, and the distribution
+# stops looking like a Gaussian. With trained networks instead of random ones, this is the
+# core of how NICE turns noise into data (notebook 04).
+
+# %%
+networks = [make_network(seed=s) for s in (25, 26, 30)]
+
+
+def stack_forward(x):
+    """coupling 1, swap, coupling 2, swap, coupling 3; returns every stage as (name, points)."""
+    stages = [("base", x)]
+    for k, network in enumerate(networks):
+        if k > 0:
+            x = swap(x)
+            stages.append((f"swap {k}", x))
+        x = coupling_forward(x, network)
+        stages.append((f"coupling {k + 1}", x))
+    return stages
+
+
+def stack_inverse(y):
+    """Undo the stack: the layers' inverses, last layer first."""
+    for k, network in reversed(list(enumerate(networks))):
+        y = coupling_inverse(y, network)
+        if k > 0:
+            y = swap(y)
+    return y
+
+
+stages = stack_forward(z)
+np.testing.assert_allclose(stack_inverse(stack_forward(test_points)[-1][1]), test_points, atol=1e-4)
+
+plot_stages([(name, np.asarray(points)) for name, points in stages], colors, ncols=3,
+            limit=4.5, size=1.5, panel=3.2)
+plt.show()
+
+# %% [markdown]
+# ## Volume preservation: the Jacobian determinant is 1
+#
+# How does the layer change areas? Locally, a smooth map acts like its Jacobian matrix, and
+# the factor by which it scales a small area is $|\det J|$. For the coupling layer,
+#
+# $$
+# J = \frac{\partial (y_1, y_2)}{\partial (x_1, x_2)} =
+# \begin{pmatrix} 1 & 0 \\ f'(x_1) & 1 \end{pmatrix},
+# \qquad \det J = 1 \cdot 1 - 0 \cdot f'(x_1) = 1 .
+# $$
+#
+# The matrix is lower triangular ($y_1$ does not depend on $x_2$) with ones on the
+# diagonal, so the determinant is 1 whatever $f$ is: the layer is a *shear*, it slides
+# vertical strips past each other and preserves area. The swap is a reflection, with
+# $\det = -1$: it flips orientation but also preserves area. A stack of both therefore
+# has $|\det J| = 1$ everywhere. (Notebook 02 shows why this number matters for densities.)
+#
+# Let autodiff confirm it. `tf.GradientTape.batch_jacobian` gives one $2\times 2$ Jacobian
+# per point.
+
+# %%
+def jacobians(fn, x):
+    """The Jacobian of fn at every point of x, shape [n, 2, 2] (J[i, r, c] = d out_r / d in_c)."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = fn(x)
+    return tape.batch_jacobian(out, x).numpy()
+
+
+J = jacobians(lambda x: coupling_forward(x, f), test_points)
+print("Jacobian at the first point:\n", J[0].round(4))
+np.testing.assert_array_equal(J[:, 0, 0], 1.0)  # dy1/dx1
+np.testing.assert_array_equal(J[:, 0, 1], 0.0)  # dy1/dx2: the zero that makes J triangular
+np.testing.assert_array_equal(J[:, 1, 1], 1.0)  # dy2/dx2
+assert np.abs(J[:, 1, 0]).max() > 0.5  # dy2/dx1 = f'(x1): a real shear, not the identity
+np.testing.assert_allclose(np.linalg.det(J), 1.0, atol=1e-6)
+
+J_stack = jacobians(lambda x: stack_forward(x)[-1][1], test_points)
+np.testing.assert_allclose(np.abs(np.linalg.det(J_stack)), 1.0, atol=1e-4)
+
+# %% [markdown]
+# We can also *see* it. Below, a checkerboard of squares (coloured by the quadrant they
+# start in) goes through one coupling and through the whole stack. The squares bend into
+# strange shapes, but each keeps its area. We measure the area of every deformed cell with
+# the shoelace formula, drawing each cell's edges with many points so that curved edges
+# are followed closely.
+
+# %%
+def cell_polygons(limit, cells, points_per_edge=16):
+    """The outlines of a cells x cells checkerboard on [-limit, limit]^2: [cells**2, 4 * points_per_edge, 2]."""
+    t = np.linspace(0, 1, points_per_edge, endpoint=False)
+    unit = np.concatenate([np.stack([t, 0 * t], 1), np.stack([1 + 0 * t, t], 1),
+                           np.stack([1 - t, 1 + 0 * t], 1), np.stack([0 * t, 1 - t], 1)])
+    size = 2 * limit / cells
+    corners = np.stack(np.meshgrid(np.arange(cells), np.arange(cells)), -1).reshape(-1, 1, 2)
+    return (-limit + size * (corners + unit)).astype(np.float32)
+
+
+def polygon_areas(polygons):
+    """Shoelace formula: the area enclosed by each polygon, [num_polygons, num_vertices, 2] -> [num_polygons]."""
+    x, y = polygons[..., 0], polygons[..., 1]
+    return 0.5 * np.abs(np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1))
+
+
+CELLS = 12
+polygons = cell_polygons(limit=3, cells=CELLS)
+flat = polygons.reshape(-1, 2)
+after_one = coupling_forward(flat, f).numpy().reshape(polygons.shape)
+after_stack = stack_forward(flat)[-1][1].numpy().reshape(polygons.shape)
+
+area = polygon_areas(polygons)
+np.testing.assert_allclose(polygon_areas(after_one), area, rtol=1e-4)
+np.testing.assert_allclose(polygon_areas(after_stack), area, rtol=0.01)
+print(f"cell area {area[0]:.4f}; after the stack, cell areas range over "
+      f"[{polygon_areas(after_stack).min():.4f}, {polygon_areas(after_stack).max():.4f}]")
+
+# %%
+row, column = np.divmod(np.arange(CELLS**2), CELLS)
+centres = polygons.mean(axis=1)
+cell_colors = quadrant_colors(centres)
+cell_alpha = np.where((row + column) % 2 == 0, 0.9, 0.35)  # checkerboard
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
+for ax, shapes, title in ((axes[0], polygons, "grid of equal squares"),
+                          (axes[1], after_one, "after coupling 1: sheared, same areas"),
+                          (axes[2], after_stack, "after coupling 3: same areas")):
+    rgba = [to_rgba(c, alpha) for c, alpha in zip(cell_colors, cell_alpha)]
+    ax.add_collection(PolyCollection(shapes, facecolors=rgba, edgecolors="white", linewidths=0.3))
+    ax.set_xlim(-6, 6)
+    ax.set_ylim(-6, 6)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Volume preservation is a blessing and a limitation. It makes the density bookkeeping
+# trivial (there is none: $\log|\det J| = 0$). But it also means that the density at
+# every output point equals the base density at the point it came from: the layers can
+# move the Gaussian's mass around and bend it, but never make it denser than the
+# Gaussian's peak, so they cannot squeeze it into a small region such as the strokes of a
+# letter. NICE adds a final per-coordinate scaling for that (notebook 04), and RealNVP's
+# affine coupling lets every layer scale (notebook 05).
+#
+# ## The same layer in flowlib, and how it fits into TensorFlow Probability
+#
+# `flowlib.bijectors.AdditiveCoupling` is this layer as a TFP bijector. A boolean `mask`
+# says which coordinates are kept (`True`, our $x_1$) and which are shifted; in 2-D,
+# `half_mask(2)` is `[True, False]`. Given our network, it computes exactly what our
+# hand-written functions compute.
+
+# %%
+layer = AdditiveCoupling(half_mask(2), network=f, name="coupling_1")
+
+np.testing.assert_allclose(layer.forward(test_points), coupling_forward(test_points, f), atol=1e-6)
+np.testing.assert_allclose(layer.inverse(test_points), coupling_inverse(test_points, f), atol=1e-6)
+np.testing.assert_array_equal(layer.forward_log_det_jacobian(test_points, event_ndims=1), 0.0)
+
+# %% [markdown]
+# Because it is a `tfp.bijectors.Bijector`, it composes with TFP's own bijectors. The swap
+# is `tfb.Permute(permutation=[1, 0])`, and `tfb.Chain` strings layers together. One
+# thing to remember: `tfb.Chain([a, b, c])` applies `c` first (like the composition
+# $a \circ b \circ c$), so we list the layers in reverse. TFP's convention is that
+# `forward` goes from the latent (noise) side to the data side, as in our figures.
+
+# %%
+forward_order = []
+for k, network in enumerate(networks):
+    if k > 0:
+        forward_order.append(tfb.Permute(permutation=[1, 0], name=f"swap_{k}"))
+    forward_order.append(AdditiveCoupling(half_mask(2), network=network, name=f"coupling_{k + 1}"))
+chain = tfb.Chain(list(reversed(forward_order)))
+
+np.testing.assert_allclose(chain.forward(test_points), stack_forward(test_points)[-1][1], atol=1e-5)
+np.testing.assert_allclose(chain.inverse(chain.forward(test_points)), test_points, atol=1e-4)
+np.testing.assert_allclose(chain.forward_log_det_jacobian(test_points, event_ndims=1), 0.0, atol=1e-6)
+print(" -> ".join(b.name for b in forward_order))
+
+# %% [markdown]
+# From here on the series uses flowlib's layer rather than our two functions, for reasons
+# that matter once flows get bigger:
+#
+# - **It plugs into TFP.** As a bijector it works with `tfb.Chain`, and with
+#   `tfd.TransformedDistribution`, which turns a base distribution and a bijector into a
+#   distribution with `sample` and `log_prob` (notebook 02). TFP also keeps the
+#   $\log|\det J|$ bookkeeping and caches `forward` results so that `inverse` of a sample is
+#   free.
+# - **Any dimension.** The mask chooses which coordinates are kept, so the same class works
+#   for 2-D points and for 784-pixel images.
+# - **A sensible start.** Without a `network` argument it builds a small ReLU network (an
+#   `MLP`) whose last layer starts at zero, so a new layer is exactly the identity and a new
+#   flow is exactly its base distribution, a calm starting point for training.
+# - **It checks its inputs** (shapes, masks, the network's output size) and is covered by
+#   the package's unit tests.
+
+# %%
+fresh = AdditiveCoupling(half_mask(2), hidden_units=(64, 64), seed=0)
+np.testing.assert_array_equal(fresh.forward(test_points), test_points)  # starts as the identity
+
+# %% [markdown]
+# ## Summary
+#
+# - Neural networks are not invertible (a ReLU forgets every negative value), yet flows
+#   need bijections.
+# - An **additive coupling layer** keeps $x_1$ and shifts $x_2$ by $f(x_1)$. It is inverted
+#   exactly by subtracting the same shift, because $x_1$ is known on both sides; $f$ can
+#   be any network and is never inverted.
+# - One layer moves points only vertically. A **swap** (the mirror about $y = x$) between
+#   layers lets both coordinates change.
+# - The Jacobian is triangular with a unit diagonal, so $\det J = 1$: the layer preserves
+#   area, which makes densities easy to track and also limits what the layer can do.
+# - `flowlib.bijectors.AdditiveCoupling` is the same layer as a TFP bijector; with
+#   `tfb.Permute` and `tfb.Chain` it builds a NICE-style stack.
+#
+# Next, notebook 02 (*Change of variables*) turns this into probability: how a density
+# changes when its samples go through a bijection, and why the determinant is the key.
+#
+# ## Exercises
+#
+# Each exercise has a code cell: replace the solution part and run the checks below it.
+
+# %% [markdown]
+# ### Exercise 1: condition on the other half
+#
+# Here is a coupling layer that keeps $x_2$ and shifts $x_1$:
+# $y_1 = x_1 + g(x_2)$, $y_2 = x_2$. Write its inverse `other_inverse(y)`. The checks
+# test the round trip in both directions (also far in the tails) and compare with flowlib's
+# `AdditiveCoupling` with the mask `half_mask(2, keep_first=False)`, which keeps the
+# *second* coordinate.
+
+# %%
+g = make_network(seed=7)
+
+
+def other_forward(x):
+    x1, x2 = x[:, :1], x[:, 1:]
+    return tf.concat([x1 + g(x2), x2], axis=1)
+
+
+def other_inverse(y):
+    ### BEGIN SOLUTION hint: y2 is x2, so g(y2) is the shift that was added to x1
+    y1, y2 = y[:, :1], y[:, 1:]
+    return tf.concat([y1 - g(y2), y2], axis=1)
+    ### END SOLUTION
+
+
+points = np.random.default_rng(1).uniform(-10, 10, (1000, 2)).astype(np.float32)
+np.testing.assert_allclose(other_inverse(other_forward(points)), points, atol=1e-4)
+np.testing.assert_allclose(other_forward(other_inverse(points)), points, atol=1e-4)
+flowlib_layer = AdditiveCoupling(half_mask(2, keep_first=False), network=g)
+np.testing.assert_allclose(other_inverse(points), flowlib_layer.inverse(points), atol=1e-5)
+print("Exercise 1: correct")
+
+# %% [markdown]
+# ### Exercise 2: a stack without swaps
+#
+# Write `stack_without_swaps(x)`, which applies the three couplings of `networks` one after
+# the other with `coupling_forward`, but *without* the swaps. The checks show what goes
+# wrong: $x_1$ never changes, and the three layers together are just one additive coupling
+# whose network is $f_1 + f_2 + f_3$. (Question to think about: why does the sum appear,
+# and what does that say about the value of depth without permutations?)
+
+# %%
+def stack_without_swaps(x):
+    ### BEGIN SOLUTION hint: loop over networks and apply coupling_forward(x, network) each time
+    for network in networks:
+        x = coupling_forward(x, network)
+    return x
+    ### END SOLUTION
+
+
+points = np.random.default_rng(2).normal(size=(1000, 2)).astype(np.float32)
+out = np.asarray(stack_without_swaps(points))
+np.testing.assert_array_equal(out[:, 0], points[:, 0])  # x1 never moves
+
+
+def summed_network(x1):
+    return networks[0](x1) + networks[1](x1) + networks[2](x1)
+
+
+np.testing.assert_allclose(out, coupling_forward(points, summed_network), atol=1e-5)
+print("Exercise 2: correct")
+
+# %% [markdown]
+# ### Exercise 3: your own shift function
+#
+# The shift does not have to come from a neural network. Take
+# $h(x_1) = 1.5\sin(2x_1) + 0.3\,x_1^2$, which goes up and down many times and is
+# certainly not one-to-one. Write the forward
+# and inverse of the additive coupling that shifts $x_2$ by $h(x_1)$, without using
+# `coupling_forward` or `coupling_inverse`. The checks compare with flowlib, test the round
+# trip out to $|x| = 10$ and check with autodiff that the determinant is 1.
+
+# %%
+def h(x1):
+    return 1.5 * tf.sin(2 * x1) + 0.3 * x1**2
+
+
+def wavy_forward(x):
+    ### BEGIN SOLUTION hint: keep x[:, :1], add h(x[:, :1]) to x[:, 1:], concatenate
+    x1, x2 = x[:, :1], x[:, 1:]
+    return tf.concat([x1, x2 + h(x1)], axis=1)
+    ### END SOLUTION
+
+
+def wavy_inverse(y):
+    ### BEGIN SOLUTION hint: the same, with a minus sign
+    y1, y2 = y[:, :1], y[:, 1:]
+    return tf.concat([y1, y2 - h(y1)], axis=1)
+    ### END SOLUTION
+
+
+points = np.random.default_rng(3).uniform(-10, 10, (1000, 2)).astype(np.float32)
+wavy_layer = AdditiveCoupling(half_mask(2), network=h)
+np.testing.assert_allclose(wavy_forward(points), wavy_layer.forward(points), atol=1e-5)
+np.testing.assert_allclose(wavy_inverse(wavy_forward(points)), points, atol=1e-4)
+x = tf.constant(points)
+with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = wavy_forward(x)
+np.testing.assert_allclose(np.linalg.det(tape.batch_jacobian(y, x).numpy()), 1.0, atol=1e-5)
+print("Exercise 3: correct")

@@ -1,0 +1,628 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,colab,accelerator
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Change of variables
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/02_change_of_variables.ipynb)
+#
+# **After this notebook you can** compute the density of samples pushed through a
+# bijection (in 1-D and in 2-D), explain the Jacobian determinant as the local change of
+# area, write an affine coupling layer and its log-determinant by hand and check it with
+# autodiff, and check that a TensorFlow Probability `TransformedDistribution` built from
+# flowlib's `AffineCoupling` layers is a proper density (it integrates to 1).
+#
+# **Prerequisites:** notebook 01, *Additive coupling*.
+
+# %%
+# Setup. In Colab only: install flowlib from the repository at a fixed ref, without
+# touching the TensorFlow that Colab ships. Everywhere: check versions, read the fast-mode switch.
+import sys
+
+if "google.colab" in sys.modules:
+    # %pip install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@v0.1.0"
+
+import flowlib
+
+flowlib.config.check_environment()
+FAST = flowlib.fast_mode()  # FLOWLIB_FAST=1 (CI) shrinks training; everything else is the same code
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from matplotlib.colors import LogNorm
+from matplotlib.patches import Polygon
+
+from flowlib.bijectors import MLP, AffineCoupling, half_mask
+from flowlib.plotting import quadrant_colors
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+NUM_SAMPLES = flowlib.pick(full=200_000, fast=20_000)  # samples for histograms and frequency checks
+GRID = flowlib.pick(full=400, fast=200)  # points per side of the 2-D integration grids
+
+# %% [markdown]
+# ## Goal
+#
+# Notebook 01 built layers that are bijections. A flow draws $z$ from a simple base
+# distribution and returns $x = f(z)$. To *train* it by maximum likelihood we need the
+# density of $x$, $p_X(x)$, for any given data point. Since $f$ is invertible we know
+# which $z$ produced $x$, namely $z = f^{-1}(x)$, but the density is not simply
+# $p_Z(f^{-1}(x))$: where $f$ stretches space, the same probability is spread over more
+# room and the density drops; where it compresses, the density rises. The *change of
+# variables* formula accounts for that. We derive it in 1-D, then see what replaces the
+# derivative in 2-D (the Jacobian determinant), and why coupling layers make it cheap.
+#
+# ## 1-D: push a normal through a monotone map
+#
+# Take $X \sim \mathcal{N}(0, 1)$ and $Y = f(X)$ with $f$ increasing and smooth. The event
+# $Y \le y$ is the same event as $X \le f^{-1}(y)$, so the cumulative distribution
+# functions agree, $F_Y(y) = F_X(f^{-1}(y))$. Differentiating with respect to $y$:
+#
+# $$p_Y(y) = p_X\big(f^{-1}(y)\big)\,\frac{d f^{-1}}{dy}(y).$$
+#
+# For a decreasing $f$ the inequality flips and the derivative is negative, so in general
+#
+# $$p_Y(y) = p_X\big(f^{-1}(y)\big)\,\left|\frac{d f^{-1}}{dy}(y)\right|
+#   = \frac{p_X(x)}{|f'(x)|}\Big|_{x = f^{-1}(y)}, \qquad
+# \log p_Y(y) = \log p_X(x) - \log|f'(x)|.$$
+#
+# The second form reads: a small interval of width $dx$ around $x$ becomes an interval of
+# width $|f'(x)|\,dx$ around $y$ and carries the same probability, so the density is
+# divided by the stretch factor. Our example is $f(x) = e^x$, with $f^{-1}(y) = \log y$
+# and $|d f^{-1}/dy| = 1/y$. Below, the formula is written once for any elementwise
+# inverse, with the derivative from autodiff.
+
+# %%
+def pushforward_density(y, inverse, base_density):
+    """p_Y(y) = p_X(inverse(y)) * |d inverse / dy| for an elementwise 1-D bijection."""
+    y = tf.constant(y, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(y)
+        x = inverse(y)
+    return (base_density(x) * tf.abs(tape.gradient(x, y))).numpy()
+
+
+standard_normal = tfd.Normal(tf.constant(0.0, tf.float64), 1.0)
+x_samples = np.random.default_rng(0).standard_normal(NUM_SAMPLES)
+y_samples = np.exp(x_samples)  # Y = f(X) = exp(X)
+
+
+
+def density_y(y):
+    """The density of Y = exp(X): the inverse is log."""
+    return pushforward_density(y, tf.math.log, standard_normal.prob)
+
+
+ys = np.linspace(1e-4, 150.0, 300_001)  # the density is negligible beyond e^5 ≈ 148
+p_y = density_y(ys)
+
+# The closed form: p_X(log y) / y.
+np.testing.assert_allclose(p_y, standard_normal.prob(np.log(ys)).numpy() / ys, rtol=1e-10)
+# A density must integrate to 1.
+total = np.trapezoid(p_y, ys)
+print(f"integral of p_Y over (0, 150]: {total:.6f}")
+assert abs(total - 1.0) < 1e-3
+
+# %% [markdown]
+# A second check compares the formula with the samples: the probability the formula gives
+# to an interval must match the fraction of pushed samples that land in it, up to sampling
+# noise (we allow five standard errors). And the shaded strips in the figure carry the same
+# probability before and after the map.
+
+# %%
+def interval_probability(density, lo, hi):
+    """The integral of a 1-D density over [lo, hi] (trapezoid rule on 2001 points)."""
+    grid = np.linspace(lo, hi, 2001)
+    return np.trapezoid(density(grid), grid)
+
+
+for lo, hi in [(0.2, 0.5), (1.0, 2.0), (3.0, 8.0)]:
+    predicted = interval_probability(density_y, lo, hi)
+    observed = np.mean((y_samples >= lo) & (y_samples <= hi))
+    standard_error = np.sqrt(predicted * (1 - predicted) / NUM_SAMPLES)
+    print(f"P({lo} <= Y <= {hi}): formula {predicted:.4f}, samples {observed:.4f}")
+    assert abs(observed - predicted) < 5 * standard_error
+
+x0, x1 = 0.6, 0.9  # a strip of x values and its image [e^0.6, e^0.9]
+mass_before = interval_probability(lambda x: standard_normal.prob(x).numpy(), x0, x1)
+mass_after = interval_probability(density_y, np.exp(x0), np.exp(x1))
+np.testing.assert_allclose(mass_after, mass_before, rtol=1e-6)
+
+# %%
+strip = "#E69F00"
+xs = np.linspace(-4, 4, 2001)
+p_x = standard_normal.prob(xs).numpy()
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+axes[0].plot(xs, p_x, color="k", lw=1.5)
+band = (xs >= x0) & (xs <= x1)
+axes[0].fill_between(xs[band], p_x[band], color=strip, alpha=0.8)
+axes[0].set_title("base density $p_X(x)$, $X \\sim \\mathcal{N}(0, 1)$", fontsize=10)
+axes[0].set_xlabel("$x$")
+
+axes[1].plot(xs, np.exp(xs), color="k", lw=1.5)
+axes[1].axvspan(x0, x1, color=strip, alpha=0.35)
+axes[1].axhspan(np.exp(x0), np.exp(x1), color=strip, alpha=0.35)
+axes[1].set_xlim(-3, 2.5)
+axes[1].set_ylim(0, 8)
+axes[1].set_title("the map $y = f(x) = e^x$", fontsize=10)
+axes[1].set_xlabel("$x$")
+axes[1].set_ylabel("$y$")
+
+axes[2].hist(y_samples, bins=np.linspace(0, 8, 81), density=True, color="0.8", label="pushed samples")
+show = ys <= 8
+axes[2].plot(ys[show], p_y[show], color="k", lw=1.5, label="$p_X(\\log y)\\,/\\,y$")
+band = (ys >= np.exp(x0)) & (ys <= np.exp(x1))
+axes[2].fill_between(ys[band], p_y[band], color=strip, alpha=0.8)
+axes[2].set_xlim(0, 8)
+axes[2].set_title("density of $Y = e^X$: samples and formula", fontsize=10)
+axes[2].set_xlabel("$y$")
+axes[2].legend(frameon=False, fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The strip $[0.6, 0.9]$ of $x$ values becomes the wider strip $[1.82, 2.46]$ of $y$
+# values. Both orange areas are the same probability, so over the wider strip the density
+# is lower. TFP does exactly this computation: `tfd.TransformedDistribution` pushes a base
+# distribution through a bijector, and `tfb.Exp()` is our $f$. The result is the
+# log-normal distribution, which TFP also has in closed form.
+
+# %%
+y_check = np.linspace(0.05, 10, 500)
+pushed = tfd.TransformedDistribution(distribution=standard_normal, bijector=tfb.Exp())
+np.testing.assert_allclose(pushed.prob(y_check), density_y(y_check), rtol=1e-6)
+np.testing.assert_allclose(pushed.prob(y_check), tfd.LogNormal(np.float64(0.0), 1.0).prob(y_check), rtol=1e-6)
+
+# %% [markdown]
+# ## 2-D: the Jacobian determinant is the local change of area
+#
+# In more dimensions the derivative is replaced by the Jacobian matrix of the map
+# $x = f(z)$, $J_f(z) = \partial f / \partial z$. Near a point $z$, the map acts like the linear map
+# $J_f(z)$, and a linear map multiplies every area (volume, in higher dimensions) by
+# $|\det J_f(z)|$. So a tiny square of area $A$ around $z$ lands on a tiny patch of area
+# $|\det J_f(z)|\,A$ around $x = f(z)$, with the same probability in it.
+#
+# Let us check this on a smooth bijection of the plane, given as two update steps. (Why it
+# is invertible is revealed in the next section.) We draw small squares, map their outlines
+# through $g$ and measure the area of each image with the shoelace formula; autodiff gives
+# the Jacobian at each square's centre.
+
+# %%
+def g(x):
+    """A smooth bijection of the plane, [n, 2] -> [n, 2]."""
+    u, v = x[:, :1], x[:, 1:]
+    v = v * tf.exp(0.5 * tf.sin(u)) + 0.5 * u
+    u = u * tf.exp(0.4 * tf.tanh(v)) + 0.4 * tf.sin(2 * v)
+    return tf.concat([u, v], axis=1)
+
+
+def jacobians(fn, x):
+    """Jacobian of fn at every point of x, [n, d, d]: J[i, r, c] = d out_r / d in_c."""
+    x = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = fn(x)
+    return tape.batch_jacobian(out, x).numpy()
+
+
+def square_outlines(centres, side, points_per_edge=20):
+    """Outlines of squares around each centre, [n, 4 * points_per_edge, 2], counter-clockwise."""
+    t = np.linspace(-0.5, 0.5, points_per_edge, endpoint=False)
+    one = np.ones_like(t) * 0.5
+    unit = np.concatenate([np.stack([t, -one], 1), np.stack([one, t], 1),
+                           np.stack([-t, one], 1), np.stack([-one, -t], 1)])
+    return (centres[:, None, :] + side * unit[None]).astype(np.float32)
+
+
+def polygon_areas(polygons):
+    """Shoelace formula, [n, num_vertices, 2] -> [n]."""
+    x, y = polygons[..., 0], polygons[..., 1]
+    return 0.5 * np.abs(np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1))
+
+
+SIDE = 0.3
+centres = np.stack(np.meshgrid(np.linspace(-2, 2, 5), np.linspace(-2, 2, 5)), -1).reshape(-1, 2)
+squares = square_outlines(centres, SIDE)
+images = g(squares.reshape(-1, 2)).numpy().reshape(squares.shape)
+
+measured = polygon_areas(images) / SIDE**2
+det = np.linalg.det(jacobians(g, centres))
+np.testing.assert_allclose(measured, np.abs(det), rtol=0.03)  # agree up to the squares' finite size
+print(f"area change factors range from {measured.min():.2f} to {measured.max():.2f}")
+
+# %%
+norm = LogNorm(vmin=1 / 3, vmax=3)  # shrinking in blue, growing in red, 1 in white
+cmap = plt.get_cmap("coolwarm")
+lines = np.linspace(-2.5, 2.5, 11)
+t = np.linspace(-2.5, 2.5, 200)
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+for ax, shapes, title, mapped in ((axes[0], squares, "small squares around points $z$", False),
+                                  (axes[1], images, "their images under $g$", True)):
+    for c in lines:  # a light grid, mapped or not, for orientation
+        for segment in (np.stack([t, np.full_like(t, c)], 1), np.stack([np.full_like(t, c), t], 1)):
+            segment = g(segment.astype(np.float32)).numpy() if mapped else segment
+            ax.plot(segment[:, 0], segment[:, 1], color="0.88", lw=0.6, zorder=0)
+    for shape, factor in zip(shapes, measured):
+        ax.add_patch(Polygon(shape, closed=True, facecolor=cmap(norm(factor)), edgecolor="k", lw=0.5))
+    ax.set_xlim(-4, 4)
+    ax.set_ylim(-4, 4)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10)
+colorbar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8,
+                        label="area change $|\\det J_g(z)|$")
+colorbar.set_ticks([1 / 3, 1 / 2, 1, 2, 3], labels=["1/3", "1/2", "1", "2", "3"])
+colorbar.minorticks_off()
+plt.show()
+
+# %% [markdown]
+# Blue patches shrank, red ones grew. A density pushed through $g$ goes *up* in the blue
+# regions and *down* in the red ones. For a flow $x = f(z)$ with base density $p_Z$:
+#
+# $$
+# p_X(x) = p_Z(z)\,\big|\det J_f(z)\big|^{-1}, \qquad
+# \log p_X(x) = \log p_Z(z) - \log\big|\det J_f(z)\big|, \qquad z = f^{-1}(x).
+# $$
+#
+# Equivalently, with the Jacobian of the inverse, $\log p_X(x) = \log p_Z(f^{-1}(x)) +
+# \log|\det J_{f^{-1}}(x)|$. TFP uses the same direction as we do: `forward` maps latent
+# $z$ to data $x$, and `forward_log_det_jacobian(z)` is $\log|\det J_f(z)|$. For a chain
+# of layers $f = f_L \circ \dots \circ f_1$ the Jacobian is a product of the layers'
+# Jacobians, so the log-determinants simply add up along the way.
+#
+# ## Why coupling layers make the determinant cheap
+#
+# Computing $\det J$ of a general $D \times D$ matrix costs $O(D^3)$ operations, and we
+# would first need the whole matrix (for an image, $D$ is in the thousands) for every data
+# point at every training step. Coupling layers avoid all of it. Notebook 01's layer copies
+# $x_1$ and shifts $x_2$; RealNVP's **affine coupling** (Dinh, Sohl-Dickstein and Bengio,
+# 2017) also scales it:
+#
+# $$y_1 = x_1, \qquad y_2 = x_2 \odot \exp\big(s(x_1)\big) + t(x_1),$$
+#
+# with $s$ (log-scale) and $t$ (shift) any functions of $x_1$, here one network with two
+# outputs per changed coordinate. The inverse again never inverts the network:
+# $x_2 = (y_2 - t(y_1)) \odot \exp(-s(y_1))$. The Jacobian has a block of zeros, because
+# $y_1$ does not depend on $x_2$:
+#
+# $$
+# J = \begin{pmatrix} I & 0 \\ \dfrac{\partial y_2}{\partial x_1} &
+#   \operatorname{diag}\big(e^{s(x_1)}\big) \end{pmatrix},
+# \qquad \log|\det J| = \sum_i s_i(x_1).
+# $$
+#
+# The determinant of a triangular matrix is the product of its diagonal, so whatever the
+# complicated block $\partial y_2 / \partial x_1$ holds, the log-determinant is just the sum
+# of the log-scales, a by-product of the forward pass: $O(D)$ work. For the additive layer
+# $s = 0$, so $\log|\det J| = 0$, as notebook 01 found.
+#
+# Look back at $g$: each of its two lines is an affine coupling. The first keeps $u$ and
+# scales and shifts $v$; the second keeps the new $v$ and scales and shifts $u$. That is
+# why $g$ is invertible, and why $\log|\det J_g| = 0.5\sin(u) + 0.4\tanh(v_{\text{new}})$,
+# the sum of the two layers' log-scales:
+
+# %%
+u = centres[:, 0]
+v_new = centres[:, 1] * np.exp(0.5 * np.sin(u)) + 0.5 * u
+np.testing.assert_allclose(np.log(np.abs(det)), 0.5 * np.sin(u) + 0.4 * np.tanh(v_new), atol=1e-5)
+
+# %% [markdown]
+# ### The affine coupling by hand
+#
+# Here it is in plain TensorFlow, for any dimension: the first $\lceil D/2 \rceil$
+# coordinates are kept. The network is flowlib's `MLP`, the Dense + ReLU network of
+# notebook 01 in a reusable form. `zero_last=False` gives it random weights all the way
+# through, so the layer is not the identity (by default flowlib starts the last layer at
+# zero, see notebook 01).
+
+# %%
+def split(x):
+    """(x1, x2): the first ceil(D/2) coordinates are kept, the rest are changed."""
+    num_kept = (x.shape[1] + 1) // 2
+    return x[:, :num_kept], x[:, num_kept:]
+
+
+def affine_forward(x, network):
+    """y1 = x1, y2 = x2 * exp(s(x1)) + t(x1); network(x1) returns [t, s] side by side."""
+    x1, x2 = split(x)
+    shift, log_scale = tf.split(network(x1), 2, axis=1)
+    return tf.concat([x1, x2 * tf.exp(log_scale) + shift], axis=1)
+
+
+def affine_inverse(y, network):
+    """x1 = y1, x2 = (y2 - t(y1)) * exp(-s(y1))."""
+    y1, y2 = split(y)
+    shift, log_scale = tf.split(network(y1), 2, axis=1)
+    return tf.concat([y1, (y2 - shift) * tf.exp(-log_scale)], axis=1)
+
+
+def affine_log_det(x, network):
+    """log|det J| of affine_forward at x: the sum of the log-scales, shape [n]."""
+    x1, _ = split(x)
+    _, log_scale = tf.split(network(x1), 2, axis=1)
+    return tf.reduce_sum(log_scale, axis=1)
+
+
+# %% [markdown]
+# Now the autodiff check, in $D = 4$ so that the blocks are visible: two coordinates kept,
+# two changed. `batch_jacobian` builds the full $4 \times 4$ Jacobian at each point and
+# `tf.linalg.slogdet` computes its log-determinant the expensive way.
+
+# %%
+network_4d = MLP(input_dim=2, output_dim=4, hidden_units=(8, 8), seed=0, zero_last=False)
+points_4d = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32)
+
+J = jacobians(lambda x: affine_forward(x, network_4d), points_4d)
+print("Jacobian at one point (rows: outputs, columns: inputs):\n", J[0].round(3))
+np.testing.assert_array_equal(J[:, :2, 2:], 0.0)  # the zero block: y1 ignores x2
+_, log_abs_det = tf.linalg.slogdet(J)
+np.testing.assert_allclose(affine_log_det(points_4d, network_4d), log_abs_det, atol=1e-4)
+assert np.std(log_abs_det) > 0.1  # the log-det really varies from point to point
+np.testing.assert_allclose(affine_inverse(affine_forward(points_4d, network_4d), network_4d), points_4d,
+                           atol=1e-5)
+
+# %% [markdown]
+# flowlib's `AffineCoupling` is this layer as a TFP bijector. By default it softly bounds
+# the log-scale to $\pm 2$ (notebook 05 explains why); with `max_log_scale=None` it is
+# exactly the formula above, and it agrees with our functions in every direction.
+
+# %%
+layer_4d = AffineCoupling(half_mask(4), network=network_4d, max_log_scale=None)
+np.testing.assert_allclose(layer_4d.forward(points_4d), affine_forward(points_4d, network_4d), atol=1e-6)
+np.testing.assert_allclose(layer_4d.inverse(points_4d), affine_inverse(points_4d, network_4d), atol=1e-6)
+np.testing.assert_allclose(layer_4d.forward_log_det_jacobian(points_4d, event_ndims=1),
+                           affine_log_det(points_4d, network_4d), atol=1e-6)
+
+# %% [markdown]
+# ## A flow is a distribution: `TransformedDistribution`
+#
+# Now we assemble a small flow: a standard normal base in 2-D, then an affine coupling, a
+# swap, and another affine coupling, all with random weights. `tfd.TransformedDistribution`
+# gives it `sample` (draw $z$, apply `forward`) and `log_prob` (the formula above). First
+# we compute $\log p_X(x)$ ourselves, walking backwards through the layers, and compare.
+
+# %%
+network_a = MLP(1, 2, hidden_units=(8, 8), seed=14, zero_last=False)
+network_b = MLP(1, 2, hidden_units=(8, 8), seed=15, zero_last=False)
+base = tfd.MultivariateNormalDiag(loc=tf.zeros(2), scale_diag=tf.ones(2))
+flow = tfd.TransformedDistribution(
+    distribution=base,
+    bijector=tfb.Chain([  # tfb.Chain applies the last bijector first
+        AffineCoupling(half_mask(2), network=network_b, max_log_scale=None, name="coupling_2"),
+        tfb.Permute(permutation=[1, 0], name="swap"),
+        AffineCoupling(half_mask(2), network=network_a, max_log_scale=None, name="coupling_1"),
+    ]))
+
+
+def log_prob_by_hand(x):
+    """log p_X(x) = log p_Z(z) - sum of the layers' log|det J|, walking from x back to z."""
+    h2 = affine_inverse(x, network_b)  # undo coupling 2
+    h1 = tf.reverse(h2, axis=[1])  # undo the swap (its own inverse; |det| = 1)
+    z = affine_inverse(h1, network_a)  # undo coupling 1
+    log_det = affine_log_det(z, network_a) + affine_log_det(h2, network_b)
+    log_p_z = tf.reduce_sum(-0.5 * z**2 - 0.5 * np.log(2 * np.pi), axis=1)  # independent N(0, 1)
+    return log_p_z - log_det
+
+
+x_test = flow.sample(1000, seed=7)
+np.testing.assert_allclose(flow.log_prob(x_test), log_prob_by_hand(x_test), atol=1e-4)
+
+# %% [markdown]
+# The real test of a density: it must integrate to 1. We evaluate `flow.prob` on a fine
+# grid that holds nearly all the samples and add up density times cell area. As a
+# contrast, we do the same for $p_Z(f^{-1}(x))$ alone, the density without the determinant.
+
+# %%
+LIMIT = 4.5
+grid_1d = np.linspace(-LIMIT, LIMIT, GRID)
+cell_area = (grid_1d[1] - grid_1d[0]) ** 2
+grid = np.stack(np.meshgrid(grid_1d, grid_1d), -1).reshape(-1, 2).astype(np.float32)
+
+density = flow.prob(grid).numpy()
+integral = density.sum() * cell_area
+without_determinant = base.prob(flow.bijector.inverse(grid)).numpy().sum() * cell_area
+
+samples = flow.sample(NUM_SAMPLES, seed=1).numpy()
+outside = np.mean(np.any(np.abs(samples) > LIMIT, axis=1))
+print(f"integral of the flow's density over the grid: {integral:.4f} "
+      f"(fraction of samples outside the grid: {outside:.5f})")
+print(f"the same without the determinant:             {without_determinant:.4f}")
+assert outside < 1e-3
+assert abs(integral - 1.0) < 0.01
+assert abs(without_determinant - 1.0) > 0.1  # forgetting the determinant is not a small error
+
+# %% [markdown]
+# And density and samples must agree: the probability the density gives to each
+# quadrant of the data plane should match the fraction of samples in it.
+
+# %%
+for name, in_quadrant in (("x1 > 0, x2 > 0", lambda p: (p[:, 0] > 0) & (p[:, 1] > 0)),
+                          ("x1 < 0, x2 > 0", lambda p: (p[:, 0] < 0) & (p[:, 1] > 0)),
+                          ("x1 < 0, x2 < 0", lambda p: (p[:, 0] < 0) & (p[:, 1] < 0)),
+                          ("x1 > 0, x2 < 0", lambda p: (p[:, 0] > 0) & (p[:, 1] < 0))):
+    predicted = density[in_quadrant(grid)].sum() * cell_area
+    observed = np.mean(in_quadrant(samples))
+    standard_error = np.sqrt(predicted * (1 - predicted) / NUM_SAMPLES)
+    print(f"P({name}): density {predicted:.4f}, samples {observed:.4f}")
+    assert abs(observed - predicted) < 5 * standard_error + 0.005  # + the grid's own error
+
+# %%
+z_show = base.sample(5000, seed=3).numpy()
+x_show = flow.bijector.forward(z_show).numpy()
+colors = quadrant_colors(z_show)
+
+fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
+axes[0].scatter(z_show[:, 0], z_show[:, 1], s=1, c=colors, rasterized=True)
+axes[0].set_title("base sample $z$ (independent coordinates)", fontsize=10)
+axes[1].scatter(x_show[:, 0], x_show[:, 1], s=1, c=colors, rasterized=True)
+axes[1].set_title("flow samples $x = f(z)$: coupling 1, swap, coupling 2", fontsize=10)
+axes[2].imshow(density.reshape(GRID, GRID), origin="lower", extent=(-LIMIT, LIMIT, -LIMIT, LIMIT),
+               cmap="magma")
+axes[2].set_title("the flow's density $p_X(x)$ (flow.prob)", fontsize=10)
+for ax in axes:
+    ax.set_xlim(-LIMIT, LIMIT)
+    ax.set_ylim(-LIMIT, LIMIT)
+    ax.set_aspect("equal")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Two questions the formula answers
+#
+# **Why does the latent space have the same dimension as the data?** Because $f$ must be
+# a bijection with a Jacobian we can take the determinant of. A smooth map from a line into
+# the plane only covers a curve, which has zero area, so the points it produces have no
+# density in the plane at all; a map from the plane onto a line must send many points to
+# the same value, so it cannot be inverted. The Jacobian is square only when the
+# dimensions agree. This is unlike an autoencoder, whose code is usually much smaller than
+# its input. (The reference post points out how odd this feels at first.)
+#
+# **Why is a base with independent coordinates enough?** The base $p_Z(z) = \prod_i
+# \mathcal{N}(z_i; 0, 1)$ has no structure at all: knowing $z_1$ tells you nothing about
+# $z_2$. All the structure of the data, including how its coordinates depend on each
+# other, is created by $f$. A coupling layer builds dependence in by construction: the
+# shift and scale of $x_2$ are functions of $x_1$. In the figure, the spread of the second
+# coordinate clearly depends on the first; for the base it does not. We can measure that
+# with the spread of $x_2$ in vertical slices:
+
+# %%
+def spread_by_slice(points, edges=(-np.inf, -1.0, 0.0, 1.0, np.inf)):
+    """Standard deviation of the second coordinate within slices of the first."""
+    which = np.digitize(points[:, 0], edges[1:-1])
+    return np.array([points[which == k, 1].std() for k in range(len(edges) - 1)])
+
+
+base_spread = spread_by_slice(base.sample(NUM_SAMPLES, seed=5).numpy())
+flow_spread = spread_by_slice(samples)
+print("std of the 2nd coordinate in slices of the 1st, base:", base_spread.round(2))
+print("                                               flow:", flow_spread.round(2))
+assert base_spread.max() / base_spread.min() < 1.1  # independent: the same everywhere
+assert flow_spread.max() / flow_spread.min() > 1.5  # dependent: the flow made it so
+
+# %% [markdown]
+# ## Summary
+#
+# - Pushing a density through a bijection $x = f(z)$ gives
+#   $\log p_X(x) = \log p_Z(f^{-1}(x)) - \log|\det J_f(f^{-1}(x))|$: where $f$ stretches
+#   space the density drops, where it compresses it rises.
+# - $|\det J|$ is the local change of area (volume); for a stack of layers the
+#   log-determinants add up.
+# - A coupling layer has a triangular Jacobian, so its log-determinant is the sum of its
+#   log-scales ($O(D)$ instead of $O(D^3)$), and 0 for an additive layer.
+# - `tfd.TransformedDistribution(base, bijector)` applies the formula; with flowlib's
+#   `AffineCoupling` it gives a density that integrates to 1, and its samples agree with
+#   it. Forgetting the determinant gives a "density" that does not.
+# - Latent and data must have the same dimension (a bijection), and a base with
+#   independent coordinates is enough: the flow creates the dependencies.
+#
+# Next, notebook 03 (*A target distribution from a picture*) builds the data the series
+# learns: points drawn uniformly from the ink of a word.
+#
+# ## Exercises
+#
+# Each exercise has a code cell: replace the solution part and run the checks below it.
+
+# %% [markdown]
+# ### Exercise 1: the log-determinant of a dense map
+#
+# The map $h(x) = A\,\sinh(x)$ ($\sinh$ applied to each coordinate, then a fixed
+# invertible matrix $A$) has a full Jacobian, not a triangular one. Use the chain rule,
+# $J_h(x) = A\,\operatorname{diag}(\cosh x)$, and $\det(BC) = \det B \det C$ to write
+# `log_det_h(x)`, its $\log|\det J_h(x)|$ per point, without building any Jacobian. The
+# check compares with autodiff and `tf.linalg.slogdet`.
+
+# %%
+A = np.array([[1.0, 0.5, 0.0], [-0.3, 2.0, 0.4], [0.2, 0.0, 0.7]], np.float32)
+
+
+def h_map(x):
+    return tf.matmul(tf.sinh(x), A, transpose_b=True)  # row-wise A @ sinh(x)
+
+
+def log_det_h(x):
+    ### BEGIN SOLUTION hint: log|det A| (np.linalg.slogdet) plus the sum over coordinates of log(cosh(x))
+    return np.linalg.slogdet(A)[1] + tf.reduce_sum(tf.math.log(tf.cosh(x)), axis=1)
+    ### END SOLUTION
+
+
+x_check = np.random.default_rng(11).normal(size=(300, 3)).astype(np.float32)
+_, expected = tf.linalg.slogdet(jacobians(h_map, x_check))
+np.testing.assert_allclose(log_det_h(tf.constant(x_check)), expected, atol=1e-4)
+print("Exercise 1: correct")
+
+# %% [markdown]
+# ### Exercise 2: the density of $Y = aX + b$
+#
+# With $X \sim \mathcal{N}(0, 1)$ and numbers $a \ne 0$, $b$, derive the density of
+# $Y = aX + b$ from the change-of-variables formula and write `affine_density(y, a, b)`
+# with NumPy (no TFP). Careful with negative $a$. The checks compare with the normal
+# distribution $\mathcal{N}(b, a^2)$ and integrate your density on a grid.
+
+# %%
+def affine_density(y, a, b):
+    ### BEGIN SOLUTION hint: x = (y - b) / a, and |dx/dy| = 1 / |a|
+    x = (y - b) / a
+    return np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi) / abs(a)
+    ### END SOLUTION
+
+
+y_grid = np.linspace(-20, 20, 40_001)
+for a, b in [(2.0, 1.0), (-2.5, 1.0), (0.4, -3.0)]:
+    expected = tfd.Normal(np.float64(b), abs(a)).prob(y_grid).numpy()
+    np.testing.assert_allclose(affine_density(y_grid, a, b), expected, rtol=1e-6, atol=1e-12)
+    assert abs(np.trapezoid(affine_density(y_grid, a, b), y_grid) - 1.0) < 1e-6
+print("Exercise 2: correct")
+
+# %% [markdown]
+# ### Exercise 3: integrate a flow's density on your own grid
+#
+# Write `grid_integral(prob, extent, resolution)`: the integral of a 2-D density over the
+# rectangle `extent = (left, right, bottom, top)`, approximated by a sum over a
+# `resolution x resolution` grid of cells (density at each cell's centre times the cell's
+# area). `prob` maps points `[n, 2]` (float32) to densities `[n]`. The checks try it on a
+# standard normal, on half of the plane, and on a new two-layer flow with random weights.
+
+# %%
+def grid_integral(prob, extent, resolution):
+    ### BEGIN SOLUTION hint: cell centres via np.linspace over the edges, np.meshgrid, then sum(prob) * cell area
+    left, right, bottom, top = extent
+    width, height = (right - left) / resolution, (top - bottom) / resolution
+    xs = left + width * (np.arange(resolution) + 0.5)
+    ys = bottom + height * (np.arange(resolution) + 0.5)
+    centres = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32)
+    return float(np.sum(prob(centres)) * width * height)
+    ### END SOLUTION
+
+
+normal_2d = tfd.MultivariateNormalDiag(loc=tf.zeros(2), scale_diag=tf.ones(2))
+assert abs(grid_integral(normal_2d.prob, (-6, 6, -6, 6), 200) - 1.0) < 1e-3
+assert abs(grid_integral(normal_2d.prob, (0, 6, -6, 6), 200) - 0.5) < 1e-3  # half the plane
+assert abs(grid_integral(normal_2d.prob, (-1, 1, -1, 1), 200) - 0.6827**2) < 1e-3  # a 1-sigma square
+
+my_flow = tfd.TransformedDistribution(
+    distribution=normal_2d,
+    bijector=tfb.Chain([
+        AffineCoupling(half_mask(2), network=MLP(1, 2, (8, 8), seed=3, zero_last=False)),
+        tfb.Permute(permutation=[1, 0]),
+        AffineCoupling(half_mask(2), network=MLP(1, 2, (8, 8), seed=2, zero_last=False)),
+    ]))
+assert abs(grid_integral(my_flow.prob, (-6, 6, -6, 6), 300) - 1.0) < 0.01
+print("Exercise 3: correct")
