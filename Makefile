@@ -102,6 +102,7 @@ notebooks: $(STAMP)
 	for nb in $(NOTEBOOKS); do \
 		FLOWLIB_FAST=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=1800 $$nb || exit 1; \
+		$(BIN)/python tools/clean_outputs.py $$nb || exit 1; \
 		$(BIN)/jupytext --sync $$nb || exit 1; \
 	done
 
