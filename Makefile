@@ -99,6 +99,7 @@ test-oldest: $(STAMP)
 
 # Full-mode execution refreshes the committed outputs that GitHub and Colab show.
 notebooks: $(STAMP)
+	rm -rf notebooks/checkpoints  # so "load if present, else train" really trains
 	for nb in $(NOTEBOOKS); do \
 		FLOWLIB_FAST=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=1800 $$nb || exit 1; \
