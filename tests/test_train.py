@@ -96,3 +96,12 @@ def test_fit_rejects_bad_data(bad, match):
     flow = flows.realnvp(num_layers=2, hidden_units=(8,))
     with pytest.raises((ValueError, TypeError), match=match):
         train.fit(flow, bad, steps=1, progress=False)
+
+
+def test_callback_sees_every_kept_call(data):
+    seen = []
+    flow = flows.realnvp(num_layers=2, hidden_units=(8,), normalization="none")
+    history = train.fit(flow, data, steps=50, steps_per_call=20, progress=False,
+                        callback=lambda step, losses: seen.append((step, len(losses))))
+    assert seen == [(20, 20), (40, 20), (50, 10)]
+    assert history.steps == 50
