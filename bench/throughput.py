@@ -4,8 +4,10 @@ For each architecture, two flows of the same shape (depth, width of the coupling
 networks, normalisation layers after every second coupling, the swap permutation in
 between, the same batch size and Adam learning rate):
 
-- **stock**: ``tfb.RealNVP`` layers with ``tfb.real_nvp_default_template`` networks,
-  ``tfb.BatchNormalization`` (or, for ActNorm, a learned ``tfb.Shift`` and
+- **stock**: ``tfb.RealNVP`` layers whose networks are ``tf_keras`` Dense stacks of the
+  same widths (``tfb.real_nvp_default_template`` would be the classic choice, but the
+  flow does not track its variables: ``flow.trainable_variables`` comes back empty and
+  the loop trains nothing, which is fast and meaningless), ``tfb.BatchNormalization`` (or, for ActNorm, a learned ``tfb.Shift`` and
   ``tfb.ScaleMatvecDiag``), ``tfb.Permute``, in a ``tfb.Chain``, trained the way a new
   user writes it: a ``tf.data`` pipeline (shuffle, batch, repeat, prefetch) and a
   ``@tf.function`` train step with ``tf_keras.optimizers.Adam`` called once per batch
@@ -47,16 +49,34 @@ def architectures(quick: bool):
     return rows[:2] if quick else rows
 
 
+class _ShiftAndLogScale:
+    """``fn(x1, output_units) -> (shift, log_scale)`` from a Keras network, for tfb.RealNVP."""
+
+    def __init__(self, network):
+        self.network = network
+
+    def __call__(self, x1, output_units, **kwargs):
+        import tensorflow as tf
+
+        return tf.split(self.network(x1), 2, axis=-1)
+
+
 def stock_flow(num_layers: int, width: int, normalization: str):
     """TFP's own layers in flowlib's order (forward: coupling_0, permute_0, coupling_1, norm_1, ...)."""
     import tensorflow as tf
     import tensorflow_probability as tfp
 
+    import tf_keras
+
     tfb, tfd = tfp.bijectors, tfp.distributions
     forward_order = []
     for i in range(num_layers):
-        forward_order.append(tfb.RealNVP(num_masked=1, shift_and_log_scale_fn=tfb.real_nvp_default_template(
-            hidden_layers=[width, width], name=f"template_{i}"), name=f"real_nvp_{i}"))
+        network = tf_keras.Sequential([tf_keras.layers.Dense(width, activation="relu"),
+                                       tf_keras.layers.Dense(width, activation="relu"),
+                                       tf_keras.layers.Dense(2)], name=f"network_{i}")
+        network.build([None, 1])
+        forward_order.append(tfb.RealNVP(num_masked=1, shift_and_log_scale_fn=_ShiftAndLogScale(network),
+                                         name=f"real_nvp_{i}"))
         if i % 2 == 1 and normalization == "batchnorm":
             forward_order.append(tfb.BatchNormalization(name=f"batch_norm_{i}"))
         elif i % 2 == 1 and normalization == "actnorm":
@@ -67,7 +87,14 @@ def stock_flow(num_layers: int, width: int, normalization: str):
         if i < num_layers - 1:
             forward_order.append(tfb.Permute(permutation=[1, 0], name=f"permute_{i}"))
     base = tfd.MultivariateNormalDiag(loc=tf.zeros([2]), scale_diag=tf.ones([2]))
-    return tfd.TransformedDistribution(base, tfb.Chain(list(reversed(forward_order))))
+    flow = tfd.TransformedDistribution(base, tfb.Chain(list(reversed(forward_order))))
+    # The bijectors do not track the networks behind a plain callable, so collect every
+    # trainable variable explicitly (with tfb.real_nvp_default_template the flow's
+    # trainable_variables is even empty: such a loop computes the loss and trains nothing).
+    networks = [layer._shift_and_log_scale_fn.network for layer in forward_order if isinstance(layer, tfb.RealNVP)]
+    flow.all_trainable_variables = list({id(v): v for v in list(flow.trainable_variables) + [
+        v for network in networks for v in network.trainable_variables]}.values())
+    return flow
 
 
 class StockTrainer:
@@ -83,13 +110,15 @@ class StockTrainer:
                    .batch(batch_size, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE))
         self.batches = iter(dataset)
         optimizer = tf_keras.optimizers.Adam(learning_rate)
+        variables = flow.all_trainable_variables
+        self.num_parameters = sum(int(v.shape.num_elements()) for v in variables)
 
         @tf.function
         def train_step(batch):
             with tf.GradientTape() as tape:
                 loss = -tf.reduce_mean(flow.log_prob(batch))  # tfb.BatchNormalization trains by default
-            gradients = tape.gradient(loss, flow.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, flow.trainable_variables))
+            gradients = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(gradients, variables))
             return loss
 
         self.train_step = train_step
@@ -104,6 +133,13 @@ class StockTrainer:
             loss = self.train_step(next(self.batches))
         loss.numpy()
         return steps / (time.perf_counter() - start)
+
+
+def flowlib_parameters(num_layers, width, normalization) -> int:
+    from flowlib import flows
+
+    return flows.num_parameters(flows.realnvp(num_layers=num_layers, hidden_units=(width, width),
+                                              normalization=normalization))
 
 
 def flowlib_block(num_layers, width, normalization, batch_size, x, steps, seed=0, jit_compile=False):
@@ -147,7 +183,8 @@ def main(argv=None) -> None:
             stock = StockTrainer(stock_flow(num_layers, width, normalization), x, batch_size)
             probe = stock.run(20)
             stock_steps = max(20, int(probe * args.block))
-            print(f"   stock first call (tracing) {stock.first_call:.1f} s")
+            print(f"   stock first call (tracing) {stock.first_call:.1f} s; trainable parameters: stock "
+                  f"{stock.num_parameters:,}, flowlib {flowlib_parameters(num_layers, width, normalization):,}")
             stock_rates, flowlib_rates, fixed = [], [], []
             with_xla = args.xla and not summary  # the headline architecture only
             xla_rates, xla_fixed = ([], []) if with_xla else (None, None)
