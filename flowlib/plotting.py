@@ -118,6 +118,15 @@ def density_grid(flow, extent: Sequence[float], *, resolution: int = 200) -> tup
     return xs, ys, density
 
 
+def frame_axes(ax, extent: Sequence[float]) -> None:
+    """Show exactly ``extent = (left, right, bottom, top)`` with equal aspect and no ticks."""
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def plot_density(flow, target, *, margin: float = 0.5, resolution: int = 200, title: str | None = None):
     """The target picture beside the flow's density on the same frame; returns the Figure."""
     plt = _pyplot()
@@ -131,11 +140,7 @@ def plot_density(flow, target, *, margin: float = 0.5, resolution: int = 200, ti
     axes[1].imshow(density, extent=extent, origin="lower", cmap="magma", interpolation="bilinear")
     axes[1].set_title(title or "learned density $q(x)$", fontsize=10)
     for ax in axes:
-        ax.set_xlim(extent[0], extent[1])
-        ax.set_ylim(extent[2], extent[3])
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        frame_axes(ax, extent)
     fig.tight_layout()
     return fig
 

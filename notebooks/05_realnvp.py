@@ -391,11 +391,7 @@ for row, (name, (flow, _)) in enumerate(results.items(), start=1):
     plotting.plot_points(flow.sample(num_shown, seed=0).numpy(), ax=axes[row, 1], limit=None, size=0.5,
                          title=f"{name}: samples of the flow")
 for ax in axes.flat:
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    plotting.frame_axes(ax, extent)
 fig.tight_layout()
 plt.show()
 
