@@ -214,7 +214,8 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
         flow: a flow from :mod:`flowlib.flows` (any ``TransformedDistribution`` whose
             variables are trainable works).
         data: points ``[num_points, dim]``, finite.
-        steps: number of Adam steps.
+        steps: number of Adam steps (shortened under ``FLOWLIB_FAST=1``, see
+            :mod:`flowlib.config`).
         batch_size: points per step, drawn with replacement (seeded).
         learning_rate: Adam's (peak) learning rate.
         schedule: ``"cosine"`` decays the rate to 0 over ``steps``; ``"constant"`` keeps it.
@@ -242,6 +243,9 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
     Batch-norm layers are in training mode during ``fit`` and in evaluation mode after.
     """
     steps = _check_count(steps, "steps")
+    from flowlib import config
+
+    steps = config.shortened(steps)  # fewer steps only under FLOWLIB_FAST=1 (see flowlib.config)
     batch_size = _check_count(batch_size, "batch_size")
     steps_per_call = _check_count(steps_per_call, "steps_per_call")
     if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or max_retries < 0:

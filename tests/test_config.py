@@ -44,3 +44,10 @@ def test_import_does_no_work():
     code = "import sys, flowlib; print('tensorflow' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("steps, fast, expected", [
+    (4000, "0", 4000), (4000, "1", 200), (600, "1", 30), (100, "1", 20), (10, "1", 10), (1, "1", 1)])
+def test_shortened_steps(monkeypatch, steps, fast, expected):
+    monkeypatch.setenv("FLOWLIB_FAST", fast)
+    assert config.shortened(steps) == expected

@@ -126,3 +126,10 @@ def test_repeated_fits_do_not_leak_traced_graphs(data):
         one_fit(seed)
     growth = resident_mib() - before
     assert growth < 40, f"resident memory grew by {growth:.0f} MiB over 8 fits"
+
+
+def test_fast_mode_shortens_training(data, monkeypatch):
+    monkeypatch.setenv("FLOWLIB_FAST", "1")
+    flow = flows.realnvp(num_layers=2, hidden_units=(16,), normalization="none", seed=0)
+    history = train.fit(flow, data, steps=1000, batch_size=64, steps_per_call=10, progress=False)
+    assert history.steps == 50 and len(history.loss) == 50
