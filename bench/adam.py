@@ -23,7 +23,7 @@ import _common
 
 
 class _KerasAdam:
-    """A tf-keras Adam behind the small interface ``train.fit`` uses (``learning_rate``, ``variables``, ``apply``)."""
+    """A tf-keras Adam behind the interface fit uses: ``learning_rate``, ``variables``, ``apply``."""
 
     def __init__(self, variables, learning_rate: float, *, legacy: bool):
         import tf_keras

@@ -124,7 +124,8 @@ def layer_stage(run, choose, base=None) -> None:
     base = base or AFFINE
     print(f"\n## 6. layer kind (optimiser of the affine recipe: batch {base.batch_size}, "
           f"lr {base.learning_rate:g}, {base.schedule})")
-    spline = dataclasses.replace(base, layer="spline", num_layers=8, hidden_units=(64, 64), num_bins=8, bound=4.0)
+    spline = dataclasses.replace(base, layer="spline", num_layers=8, hidden_units=(64, 64), num_bins=8,
+                                 bound=4.0)
     candidates = [
         base,
         spline,
@@ -139,7 +140,8 @@ def layer_stage(run, choose, base=None) -> None:
     best = choose(results, lambda r: -r.rate).config  # among near-ties, the faster step
     print(f"-> {best.label()}")
     print("\n## 7. the winner's peak learning rate")
-    results = [run(dataclasses.replace(best, learning_rate=float(f"{f * best.learning_rate:.2g}"))) for f in (1, 2)]
+    results = [run(dataclasses.replace(best, learning_rate=float(f"{f * best.learning_rate:.2g}")))
+               for f in (1, 2)]
     best = choose(results, lambda r: r.config.learning_rate).config
     print(f"-> {best.learning_rate:g}")
     print("\n## chosen headline:")

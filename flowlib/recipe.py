@@ -75,7 +75,8 @@ class Recipe:
         width = "x".join(str(h) for h in self.hidden_units)
         kind = {"affine": "affine", "spline": f"spline K={self.num_bins} B={self.bound:g}", "maf": "MAF"}
         return (f"{self.num_layers:>2} {kind.get(self.layer, self.layer)} ({width}) {self.normalization:<9} "
-                f"{self.permutation:<7} batch {self.batch_size:<4} lr {self.learning_rate:.1e} {self.schedule}")
+                f"{self.permutation:<7} batch {self.batch_size:<4} lr {self.learning_rate:.1e} "
+                f"{self.schedule}")
 
 
 # The best affine-coupling recipe of bench/sweep.py (the headline before spline layers):

@@ -96,7 +96,8 @@ def layer_explorer(flow, *, data=None, num_samples: int = 4000, seed: int = 0, l
     return explorer
 
 
-def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = None, **recipe_changes) -> Any:
+def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = None,
+                 **recipe_changes) -> Any:
     """Train the headline flow on a word typed in a text box, with a live loss plot.
 
     The flow and its training settings are :data:`flowlib.recipe.HEADLINE`, with any

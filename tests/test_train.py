@@ -153,7 +153,8 @@ def test_fit_warns_when_it_cannot_take_the_one_pass_loss(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the flowlib builders take the fast path: no warning
         for build in (flows.realnvp, flows.spline_flow, flows.maf):
-            train.fit(build(num_layers=2, hidden_units=(8,)), data, steps=10, steps_per_call=10, progress=False)
+            train.fit(build(num_layers=2, hidden_units=(8,)), data, steps=10, steps_per_call=10,
+                      progress=False)
 
 
 def test_fused_adam_matches_the_reference_update():
