@@ -62,7 +62,7 @@ def train_for_budget(config, budget: float, target, x_train, x_test, *, seed: in
     from flowlib import metrics, train
 
     load_before = _common.load()
-    flow = config.build(seed)
+    flow = config.build(seed=seed)
     with contextlib.redirect_stdout(io.StringIO()):  # fit's "stopped: the time budget is spent"
         history = train.fit(flow, x_train, steps=1_000_000, steps_per_call=50, seed=seed,
                             max_seconds=budget, schedule_by_time=True, progress=False,
