@@ -114,7 +114,7 @@ def nice(dim: int = 2, *, num_layers: int = 4, hidden_units: Sequence[int] = DEF
 def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
             hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
             normalization: Normalization = "batchnorm", normalize_every: int = 2,
-            permutation: Permutation = "reverse", max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
+            normalize_after: Sequence[int] | None = None, permutation: Permutation = "reverse", max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
             seed: int = 0) -> tfd.TransformedDistribution:
     """A RealNVP flow (Dinh et al., 2017): affine couplings, normalisation and permutations.
 
@@ -135,6 +135,9 @@ def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
             is consistent, unlike ``tfb.BatchNormalization``'s inside a flow),
             ``"actnorm"`` (data-initialised, no train/eval mismatch) or ``"none"``.
         normalize_every: one normalisation layer after every this many couplings.
+        normalize_after: instead of ``normalize_every``, the indices of the couplings
+            (0 = latent side) followed by a normalisation layer; the post's code has
+            ``(0, 2, 4, 6)``, so its layer next to the data is a coupling.
         permutation: ``"reverse"`` (in 2-D the swap, a mirror about ``y = x``) or
             ``"random"`` (a fixed random order per layer, seeded).
         max_log_scale: bound on each coupling's log-scale; ``None`` for unbounded.
@@ -148,12 +151,18 @@ def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
     if isinstance(normalize_every, bool) or not isinstance(normalize_every, (int, np.integer)) \
             or normalize_every < 1:
         raise ValueError(f"normalize_every must be a positive integer, got {normalize_every!r}")
+    if normalize_after is None:
+        normalize_after = range(normalize_every - 1, num_layers, normalize_every)
+    normalize_after = set(int(i) for i in normalize_after)
+    if not normalize_after <= set(range(num_layers)):
+        raise ValueError(f"normalize_after must hold coupling indices 0 to {num_layers - 1}, "
+                         f"got {sorted(normalize_after)}")
     training = tf.Variable(False, trainable=False, name="training")
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):
         layers.append(AffineCoupling(half_mask(dim), hidden_units=hidden_units, max_log_scale=max_log_scale,
                                      seed=seed * 1000 + i, name=f"affine_coupling_{i}"))
-        if normalization != "none" and i % normalize_every == normalize_every - 1:
+        if normalization != "none" and i in normalize_after:
             if normalization == "batchnorm":
                 layers.append(BatchNormalization(dim, training, name=f"batch_norm_{i}"))
             else:
