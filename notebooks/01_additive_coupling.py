@@ -541,7 +541,7 @@ print("Exercise 1: correct")
 
 # %%
 def stack_without_swaps(x):
-    ### BEGIN SOLUTION hint: loop over networks and apply coupling_forward(x, network) each time
+    ### BEGIN SOLUTION hint: no swaps: each layer's output is simply the next layer's input
     for network in networks:
         x = coupling_forward(x, network)
     return x
@@ -576,14 +576,14 @@ def h(x1):
 
 
 def wavy_forward(x):
-    ### BEGIN SOLUTION hint: keep x[:, :1], add h(x[:, :1]) to x[:, 1:], concatenate
+    ### BEGIN SOLUTION hint: the same structure as coupling_forward, with h in the place of the network
     x1, x2 = x[:, :1], x[:, 1:]
     return tf.concat([x1, x2 + h(x1)], axis=1)
     ### END SOLUTION
 
 
 def wavy_inverse(y):
-    ### BEGIN SOLUTION hint: the same, with a minus sign
+    ### BEGIN SOLUTION hint: undo the forward step; y1 is x1, so h(y1) is known
     y1, y2 = y[:, :1], y[:, 1:]
     return tf.concat([y1, y2 - h(y1)], axis=1)
     ### END SOLUTION

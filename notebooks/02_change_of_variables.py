@@ -559,7 +559,7 @@ def h_map(x):
 
 
 def log_det_h(x):
-    ### BEGIN SOLUTION hint: log|det A| (np.linalg.slogdet) plus the sum over coordinates of log(cosh(x))
+    ### BEGIN SOLUTION hint: det(A diag(c)) = det(A) prod(c); take logs, and mind the sign of det(A)
     return np.linalg.slogdet(A)[1] + tf.reduce_sum(tf.math.log(tf.cosh(x)), axis=1)
     ### END SOLUTION
 
@@ -586,7 +586,7 @@ print("Exercise 1: correct")
 
 # %%
 def affine_density(y, a, b):
-    ### BEGIN SOLUTION hint: x = (y - b) / a, and |dx/dy| = 1 / |a|
+    ### BEGIN SOLUTION hint: solve for x, then multiply the standard normal density at x by |dx/dy|
     x = (y - b) / a
     return np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi) / abs(a)
     ### END SOLUTION
@@ -616,7 +616,7 @@ print("Exercise 2: correct")
 
 # %%
 def grid_integral(prob, extent, resolution):
-    ### BEGIN SOLUTION hint: cell centres via np.linspace over the edges, np.meshgrid, then sum(prob) * cell area
+    ### BEGIN SOLUTION hint: each cell's centre lies half a cell in from its edges; np.meshgrid builds the grid
     left, right, bottom, top = extent
     width, height = (right - left) / resolution, (top - bottom) / resolution
     xs = left + width * (np.arange(resolution) + 0.5)

@@ -485,7 +485,7 @@ assert entropy_by_hit_or_miss(my_word, 1000, seed=1) != entropy_by_hit_or_miss(m
 # `log_prob` everywhere.
 
 # %%
-### BEGIN SOLUTION hint: drawing[30:90, 30:90] = False; column = floor((x - left) / pixel_size), row = floor((top - y) / pixel_size)
+### BEGIN SOLUTION hint: a 60 x 60 hole centred in 120 x 120 pixels; a point's pixel column counts pixel widths from the left edge, its row from the top edge
 drawing = np.ones((120, 120), dtype=bool)
 drawing[30:90, 30:90] = False
 square_frame = data.PictureDistribution.from_image(drawing, name="square frame")
@@ -532,7 +532,7 @@ plt.show()
 
 # %%
 def gaussian_gap(target, train_points, test_points):
-    ### BEGIN SOLUTION hint: tfd.MultivariateNormalTriL(loc=mean, scale_tril=cholesky(covariance)); gap = mean(-log q(test)) - H
+    ### BEGIN SOLUTION hint: moment matching means the training points' mean and covariance; MultivariateNormalTriL wants a Cholesky factor
     mean = train_points.mean(axis=0)
     covariance = np.cov(train_points, rowvar=False)
     gaussian = tfd.MultivariateNormalTriL(loc=mean, scale_tril=np.linalg.cholesky(covariance).astype(np.float32))

@@ -380,7 +380,7 @@ plt.show()
 
 # %%
 def insert_swaps(layers):
-    ### BEGIN SOLUTION hint: walk through the list; after a coupling that is followed by another coupling, append tfb.Permute([1, 0])
+    ### BEGIN SOLUTION hint: a swap belongs only between two couplings: look at each layer together with the one after it
     repaired = []
     for layer, following in zip(layers, layers[1:] + [None]):
         repaired.append(layer)
@@ -423,7 +423,7 @@ plt.show()
 
 # %%
 def log_abs_det_jacobian(bijector, z):
-    ### BEGIN SOLUTION hint: watch z on a GradientTape, x = bijector.forward(z), tape.batch_jacobian(x, z), then tf.linalg.slogdet(J)[1]
+    ### BEGIN SOLUTION hint: notebook 02 built Jacobians with tf.GradientTape.batch_jacobian; tf.linalg.slogdet returns log|det| second
     z = tf.convert_to_tensor(z, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(z)

@@ -46,9 +46,12 @@ from unittest import mock
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 from IPython.display import Markdown, display
 
 from flowlib import bijectors, data, flows, metrics, plotting, train
+
+tfb, tfd = tfp.bijectors, tfp.distributions
 
 # %% [markdown]
 # ## 1. What NICE cannot do
@@ -518,7 +521,7 @@ ex1_layer = bijectors.AffineCoupling(bijectors.half_mask(2),
 
 def affine_coupling_inverse(layer, y):
     y = tf.convert_to_tensor(y, dtype=tf.float32)
-    ### BEGIN SOLUTION hint: x1 = y1; x2 = (y2 - t(y1)) * exp(-s(y1)); glue the halves back with tf.concat
+    ### BEGIN SOLUTION hint: y1 is x1, so s and t can be computed from y1; then solve y2 = x2 exp(s) + t for x2
     y1, y2 = y[:, :1], y[:, 1:]
     shift, log_scale = layer.shift_and_log_scale(y1)
     return tf.concat([y1, (y2 - shift) * tf.exp(-log_scale)], axis=-1)
@@ -550,7 +553,7 @@ ex2_layer = bijectors.AffineCoupling(bijectors.half_mask(2),
 
 def affine_coupling_log_det(layer, x):
     x = tf.convert_to_tensor(x, dtype=tf.float32)
-    ### BEGIN SOLUTION hint: the Jacobian is triangular; its log|det| is the sum of s(x1) over the changed coordinates
+    ### BEGIN SOLUTION hint: the Jacobian is triangular: what sits on its diagonal?
     _, log_scale = layer.shift_and_log_scale(x[:, :1])
     return tf.reduce_sum(log_scale, axis=-1)
     ### END SOLUTION
@@ -584,7 +587,7 @@ print(f"log|det J| ranges from {ex2_answer.min():.3f} to {ex2_answer.max():.3f};
 
 # %%
 def largest_log_scale(flow, points):
-    ### BEGIN SOLUTION hint: walk reversed(flows.layers(flow)); at each AffineCoupling evaluate shift_and_log_scale on the kept coordinate, then apply layer.inverse
+    ### BEGIN SOLUTION hint: go from data to latent one layer at a time; each coupling must be asked at the point it actually receives
     h = tf.constant(points, dtype=tf.float32)
     largest = 0.0
     for layer in reversed(flows.layers(flow)):
@@ -604,13 +607,28 @@ for c in (0.1, 2.0):
     ex3[c] = (largest_log_scale(flow, x_test[:2000]), metrics.evaluate(flow, target, x_test[:5000]).gap)
     print(f"max_log_scale {c}: largest |s| used {ex3[c][0]:.3f}, held-out gap {ex3[c][1]:.3f} nats")
 
-# An independent computation for the free flow (`flow`, the last one trained: c = 2): trace the
-# points from data to latent and ask every coupling for its log-scale at the point it receives.
-inverse_stages = flows.trace_inverse(flow, x_test[:2000])
-expected = max(float(np.max(np.abs(layer.shift_and_log_scale(before[:, layer.mask])[1])))
-               for layer, (_, before) in zip(reversed(flows.layers(flow)), inverse_stages)
+def largest_log_scale_by_trace(flow, points):
+    """An independent computation: trace the points from data to latent with flows.trace_inverse
+    and ask every coupling for its log-scale at the point it receives."""
+    stages = flows.trace_inverse(flow, points)
+    return max(float(np.max(np.abs(layer.shift_and_log_scale(before[:, layer.mask])[1])))
+               for layer, (_, before) in zip(reversed(flows.layers(flow)), stages)
                if isinstance(layer, bijectors.AffineCoupling))
-np.testing.assert_allclose(ex3[2.0][0], expected, rtol=1e-5)
+
+
+# `flow` is the last one trained (c = 2). The probe flow tells the directions apart: its
+# data-side coupling starts as the identity, and after the swap its latent-side coupling
+# reads the other, much narrower, coordinate.
+np.testing.assert_allclose(ex3[2.0][0], largest_log_scale_by_trace(flow, x_test[:2000]), rtol=1e-5)
+probe_flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2)), tfb.Chain([
+    bijectors.AffineCoupling(bijectors.half_mask(2), max_log_scale=None),
+    tfb.Permute([1, 0]),
+    bijectors.AffineCoupling(bijectors.half_mask(2), bijectors.MLP(1, 2, (8,), seed=4, zero_last=False),
+                             max_log_scale=None)]))
+probe_rng = np.random.default_rng(8)
+probe = np.stack([probe_rng.uniform(-3, 3, 500), probe_rng.uniform(-0.1, 0.1, 500)], axis=-1).astype(np.float32)
+np.testing.assert_allclose(largest_log_scale(probe_flow, probe), largest_log_scale_by_trace(probe_flow, probe), rtol=1e-5)
+
 assert 0.09 < ex3[0.1][0] <= 0.1 + 1e-6, "the tight flow should push its scales against the bound"
 assert ex3[2.0][0] > 0.2, "the free flow should use larger scales than the tight bound allows"
 assert ex3[0.1][1] > ex3[2.0][1] + 0.1, "the tight bound should cost likelihood"

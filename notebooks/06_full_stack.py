@@ -412,7 +412,7 @@ print("forward, inverse and log_prob agree on", len(x_check), "points")
 
 # %%
 def mean_displacement(stages):
-    ### BEGIN SOLUTION hint: for consecutive stages (_, a), (_, b): np.linalg.norm(b - a, axis=1).mean()
+    ### BEGIN SOLUTION hint: pair each stage with the next; np.linalg.norm(..., axis=1) measures how far each point moved
     return np.array([np.linalg.norm(after - before, axis=1).mean()
                      for (_, before), (_, after) in zip(stages[:-1], stages[1:])])
     ### END SOLUTION
@@ -472,7 +472,7 @@ print(f"{len(ex2_names)} of {len(ex2_permutes)} random permutations do nothing: 
 
 # %%
 def round_trip_error(layer, x):
-    ### BEGIN SOLUTION hint: h = layer.inverse(x).numpy(); then layer.forward(tf.constant(h)); max |difference|
+    ### BEGIN SOLUTION hint: go to the latent side and back; a new tensor for the way back keeps TFP's cache out of it
     h = layer.inverse(tf.constant(x)).numpy()
     return float(np.max(np.abs(layer.forward(tf.constant(h)).numpy() - x)))
     ### END SOLUTION
