@@ -464,7 +464,7 @@ budget = 4000
 threshold = 0.6   # nats: about where the letters become readable (compare the density plots above)
 
 ### BEGIN SOLUTION hint: flows.nice(...) and train.fit(..., steps=budget, learning_rate=...) as above
-word_flow = flows.nice(num_layers=4, hidden_units=(128, 128), seed=0)
+word_flow = flows.nice(num_layers=8, hidden_units=(128, 128), seed=0)
 word_history = train.fit(word_flow, word_train, steps=budget, learning_rate=3e-3, seed=0)
 ### END SOLUTION
 
