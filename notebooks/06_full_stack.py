@@ -69,7 +69,7 @@ tfd = tfp.distributions
 # (16 times fewer weights per layer, enough for a 2-D picture, and fast on a CPU), and
 # we train 4000 steps with a decaying learning rate of $3\times 10^{-3}$ on batches of
 # 512 instead of the post's 200,000 steps at a constant $10^{-4}$ on batches of 1,500
-# (about an hour on the post's machine, days on a CPU). The batch norm is flowlib's
+# (about an hour of training by the post's README; more than a day on a 2-core CPU). The batch norm is flowlib's
 # (section 1 below says why). Listed in the order `forward` applies them, the layers are:
 
 # %%
@@ -205,7 +205,9 @@ plt.show()
 # grid after it shows the latent-to-data direction, and section 4 the other one.
 
 # %%
-widgets.layer_explorer(flow, data=x_test, num_samples=4000)
+explorer = widgets.layer_explorer(flow, data=x_test, num_samples=4000)
+plt.close("all")  # shown once, as the cell's result
+explorer
 
 # %%
 num_points = 8000
