@@ -12,6 +12,7 @@ figure instead, so a notebook stays complete. ``static=None`` decides automatica
 """
 from __future__ import annotations
 
+import html
 import os
 import sys
 from typing import Any
@@ -54,10 +55,10 @@ def layer_explorer(flow, *, data=None, num_samples: int = 4000, seed: int = 0, l
     ``data``: optional data points ``[n, 2]``; with them the toggle offers the inverse
     direction (the word dissolving into a Gaussian).
     """
-    from flowlib import plotting
+    from flowlib import plotting, validation
 
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    num_samples = validation.positive_int(num_samples, "num_samples")
+    seed, limit = validation.seed(seed), validation.positive_float(limit, "limit")
     directions = _stages(flow, num_samples, seed, data)
     if static is None:
         static = not interactive_frontend()
@@ -103,7 +104,11 @@ def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = 
     once and returns the density figure.
     """
     from flowlib import data as data_module
-    from flowlib import flows, metrics, plotting, train
+    from flowlib import flows, metrics, plotting, train, validation
+
+    steps = validation.positive_int(steps, "steps")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {text!r}")
 
     def run(word: str, on_progress=None):
         target = data_module.PictureDistribution.from_text(word)
@@ -144,8 +149,11 @@ def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = 
         button.disabled = True
         try:
             target, flow, _, result = run(box.value, show_loss)
-        except ValueError as error:
-            message.value = f"<b>Cannot train on that word:</b> {error}"
+        except ValueError as error:  # the word: empty, several lines, ...
+            message.value = f"<b>Cannot train on that word:</b> {html.escape(str(error))}"
+            return
+        except Exception as error:  # anything else (e.g. a bad keyword argument): show it, do not swallow it
+            message.value = f"<b>Cannot train:</b> {type(error).__name__}: {html.escape(str(error))}"
             return
         finally:
             button.disabled = False
