@@ -34,7 +34,8 @@ _ALWAYS_NOISE = (
 _NO_GPU_NOISE = ("failed call to cuInit", "Could not find cuda drivers on your machine")
 
 
-def _gpu_present() -> bool:
+def gpu_present() -> bool:
+    """True if the machine has an NVIDIA device node (then CUDA start-up errors are real)."""
     return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
@@ -60,7 +61,7 @@ def quiet_tensorflow_startup() -> Iterator[None]:
     except OSError:  # no usable standard error: nothing to clean
         yield
         return
-    gpu = _gpu_present()
+    gpu = gpu_present()
 
     def forward() -> None:
         with os.fdopen(read_end, "rb") as pipe:
