@@ -110,8 +110,7 @@ def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = 
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {text!r}")
 
-    def run(word: str, on_progress=None):
-        target = data_module.PictureDistribution.from_text(word)
+    def run(target, on_progress=None):
         flow = flows.realnvp(**flow_kwargs)
         history = train.fit(flow, target.sample(50_000, seed=0), steps=steps, callback=on_progress)
         result = metrics.evaluate(flow, target, target.sample(10_000, seed=1))
@@ -120,7 +119,7 @@ def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = 
     if static is None:
         static = not interactive_frontend()
     if static:
-        target, flow, _, result = run(text)
+        target, flow, _, result = run(data_module.PictureDistribution.from_text(text))
         return plotting.plot_density(flow, target, resolution=150, title=f"learned density (gap {result.gap:.3f} nats)")
 
     import ipywidgets as widgets
@@ -148,13 +147,16 @@ def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = 
         losses.clear()
         button.disabled = True
         try:
-            target, flow, _, result = run(box.value, show_loss)
-        except ValueError as error:  # the word: empty, several lines, ...
-            message.value = f"<b>Cannot train on that word:</b> {html.escape(str(error))}"
-            return
-        except Exception as error:  # anything else (e.g. a bad keyword argument): show it, do not swallow it
-            message.value = f"<b>Cannot train:</b> {type(error).__name__}: {html.escape(str(error))}"
-            return
+            try:
+                target = data_module.PictureDistribution.from_text(box.value)
+            except ValueError as error:  # the word: empty, several lines, ...
+                message.value = f"<b>Cannot train on that word:</b> {html.escape(str(error))}"
+                return
+            try:
+                target, flow, _, result = run(target, show_loss)
+            except Exception as error:  # anything else (e.g. a bad keyword argument): show it, never swallow it
+                message.value = f"<b>Cannot train:</b> {type(error).__name__}: {html.escape(str(error))}"
+                return
         finally:
             button.disabled = False
         message.value = f"{result}"
