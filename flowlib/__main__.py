@@ -12,7 +12,6 @@ from typing import Iterator, NoReturn
 
 from flowlib import validation
 
-
 # The headline flow: the architecture and schedule the sweep in bench/sweep.py chose
 # (flowlib's DEFAULT_* constants), trained for about a minute.
 DEMO_STEPS = 20_000

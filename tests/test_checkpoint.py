@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import perturb
+
 from flowlib import checkpoint, flows, metrics
+
 
 def small(seed: int = 0, **kwargs):
     kwargs = {"num_layers": 2, "hidden_units": (8,), "normalization": "batchnorm", **kwargs}

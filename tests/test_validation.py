@@ -16,11 +16,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import perturb
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import perturb
 from flowlib import bijectors, checkpoint, data, flows, metrics, plotting, train, validation, widgets
 
 NUMPY_INTEGERS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
@@ -334,7 +334,7 @@ def test_realnvp_and_nice_seed_every_weight_and_permutation():
         a, b, c = build(7), build(7), build(8)
         for x, y in zip(a.variables, b.variables):
             np.testing.assert_array_equal(x.numpy(), y.numpy())
-        orders = [[l.permutation.numpy().tolist() for l in flows.layers(f) if isinstance(l, tfp_permute())]
+        orders = [[layer.permutation.numpy().tolist() for layer in flows.layers(f) if isinstance(layer, tfp_permute())]
                   for f in (a, b, c)]
         assert orders[0] == orders[1]
         kernels = [[v.numpy() for v in f.trainable_variables if "kernel_0" in v.name] for f in (a, c)]
