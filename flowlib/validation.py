@@ -164,10 +164,11 @@ def points(value: Any, name: str, *, dim: int | None = None, min_points: int = 1
 
 
 def flow(value: Any, name: str = "flow") -> Any:
-    """A flow: a TFP distribution over vectors (``event_shape`` ``[dim]``), e.g. from :mod:`flowlib.flows`."""
+    """A model: a TFP distribution over vectors (``event_shape`` ``[dim]``), e.g. a flow from
+    :mod:`flowlib.flows` or a Gaussian baseline."""
     event_shape = getattr(value, "event_shape", None)
-    if event_shape is None or not hasattr(value, "log_prob") or not hasattr(value, "bijector"):
-        raise TypeError(f"{name} must be a flow (a tfd.TransformedDistribution such as flows.realnvp()), "
+    if event_shape is None or not callable(getattr(value, "log_prob", None)) or not hasattr(event_shape, "rank"):
+        raise TypeError(f"{name} must be a flow (a TFP distribution over vectors, such as flows.realnvp()), "
                         f"got {type(value).__name__}")
     if event_shape.rank != 1 or event_shape[0] is None:
         raise ValueError(f"{name} must model vectors (event_shape [dim]), got event_shape {event_shape}")

@@ -370,3 +370,18 @@ def test_layer_grid_and_explorer_draw_the_same_seeded_points(tiny):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
     assert not np.array_equal(first[0], other[0])
+
+
+def test_metrics_accept_any_tfp_distribution_over_vectors(hi):
+    # Notebook 03 compares flows with Gaussian baselines through the same functions.
+    import tensorflow_probability as tfp
+
+    tfd = tfp.distributions
+    points = hi.sample(100, seed=2)
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
+                                    tfd.MultivariateNormalDiag(loc=[[-1.0, 0.0], [1.0, 0.0]], scale_diag=[[1.0, 1.0]] * 2))
+    for model in (tfd.MultivariateNormalDiag(loc=[0.0, 0.0], scale_diag=[2.0, 1.0]), mixture):
+        result = metrics.evaluate(model, hi, points)
+        np.testing.assert_allclose(result.nll, -np.mean(model.log_prob(points).numpy()), rtol=1e-6)
+    with pytest.raises(ValueError, match="vectors"):
+        metrics.log_prob(tfd.Normal(0.0, 1.0), points)
