@@ -13,6 +13,8 @@ Nothing is asserted: it prints figures, with the load average (the machine is sh
 
     .venv/bin/python bench/images.py --seeds 10            # stability: the recipe with seeds 0..9
     .venv/bin/python bench/images.py --seeds 1 --compare   # conv against dense
+
+On a busy machine, split the seeds over processes (``--first-seed 5 --seeds 5 --name images_b``).
 """
 from __future__ import annotations
 
@@ -57,11 +59,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the recipe (default: %(default)s)")
     parser.add_argument("--compare", action="store_true", help="also train dense coupling networks (seed 0)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=RECIPE["steps"], help="training steps (default: %(default)s)")
+    parser.add_argument("--name", default="images", help="results file bench/results/<name>.txt (default: %(default)s)")
     parser.add_argument("--no-save", action="store_true", help="print only, do not write bench/results/images.txt")
     args = parser.parse_args(argv)
 
-    with recorded("images", enabled=not args.no_save):
+    with recorded(args.name, enabled=not args.no_save):
         header("notebook 09's image flow: test bits/dim, time, memory, non-finite losses")
         from flowlib import images
 
@@ -69,7 +73,7 @@ def main(argv=None) -> int:
         print(f"# recipe {RECIPE} (steps {args.steps}); digits split "
               f"{len(split.train)}/{len(split.validation)}/{len(split.test)}; log2(17) = {math.log2(17):.3f}")
         print(f"{'run':<22}{'bits/dim':>9}{'wall s':>8}{'cpu s':>8}{'rescues':>8}  load")
-        runs = [("conv", 32, args.steps, seed) for seed in range(args.seeds)]
+        runs = [("conv", 32, args.steps, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)]
         if args.compare:
             runs += [("dense", 128, args.steps, 0), ("dense", 128, 3 * args.steps, 0)]
         results = []

@@ -43,7 +43,7 @@ NetworkKind = Literal["dense", "conv"]
 
 DIGITS_SIDE = 8
 DIGITS_LEVELS = 17  # scikit-learn's digits have grey levels 0, 1, ..., 16
-DEFAULT_ALPHA = 0.05  # the RealNVP paper's alpha for its logit pre-processing (CIFAR-10)
+DEFAULT_ALPHA = 0.05  # RealNVP's logit pre-processing maps [0, 1] to [0.05, 0.95]
 
 
 # --------------------------------------------------------------------------- data
@@ -371,8 +371,9 @@ class Logit(tfb.Bijector):
     .. math:: \\log \\left|\\frac{dz}{dy}\\right| = \\log(1 - 2\\alpha) - \\log s - \\log(1 - s),
 
     summed over the ``D`` coordinates (shape ``[batch]``). ``alpha`` keeps the logit away
-    from ``±inf`` at the ends: ``|z| <= logit(1 - alpha)`` (Dinh et al. 2017, section 4.1,
-    used ``alpha = 0.05``). The log-determinant depends on the data but on no parameter.
+    from ``±inf`` at the ends: ``|z| <= logit(1 - alpha)`` (Dinh et al. 2017, section 4.1;
+    their code, tensorflow/models ``research/real_nvp``, maps ``[0, 1]`` to ``[0.05, 0.95]``:
+    ``alpha = 0.05``). The log-determinant depends on the data but on no parameter.
     Values of ``y`` outside ``[0, 1]`` raise ``ValueError`` (checked on concrete inputs).
     """
 

@@ -215,7 +215,10 @@ print(f"per-pixel histograms    : {histogram_bits:.3f} bits/dim on the test imag
 # A flow's base is a Gaussian on all of $\mathbb{R}^D$, while the dequantized pixels live in
 # the box $[0,1)^D$ with sharp walls, and many sit right at a wall (the empty border).
 # RealNVP (Dinh et al., 2017, section 4.1) first maps the box to $\mathbb{R}^D$ with a
-# logit, pulled slightly inside the box by a small $\alpha$ (they used $\alpha = 0.05$):
+# logit, pulled slightly inside the box by a small $\alpha$. The authors' code
+# (`research/real_nvp/real_nvp_multiscale_dataset.py` in `tensorflow/models`,
+# `data_constraint = 0.9`) squeezes $[0, 1]$ into $[0.05, 0.95]$ first, which is
+# $\alpha = 0.05$ below:
 #
 # $$z = \operatorname{logit}\big(\alpha + (1 - 2\alpha)\, y\big), \qquad
 #   \log\left|\frac{dz}{dy}\right| = \log(1-2\alpha) - \log s - \log(1 - s),\quad s = \alpha + (1-2\alpha)\,y,$$
@@ -362,16 +365,16 @@ z_train = logit.inverse(y_train).numpy()
 z_validation = logit.inverse(y_validation).numpy()
 
 
-def test_bits(model, seeds=range(5)):
+def held_out_bits(model, seeds=range(5)):
     """Held-out bits/dim of `model` (a density on [0, 1)^D), averaged over dequantization noises."""
     nll = [-model.log_prob(images.dequantize(split.test, LEVELS, seed=100 + s)).numpy().mean() for s in seeds]
     return images.bits_per_dim(float(np.mean(nll)), D, LEVELS)
 
 
-untrained_bits = test_bits(flow)
+untrained_bits = held_out_bits(flow)
 history = train.fit(inner_flow, z_train, steps=1000, batch_size=128, learning_rate=1e-3,
                     validation_data=z_validation, seed=0)
-flow_bits = test_bits(flow)
+flow_bits = held_out_bits(flow)
 
 print(f"{'model':<28}{'test bits/dim':>14}")
 for name, value in [(f"uniform over {LEVELS} levels", uniform_bits), ("per-pixel histograms", histogram_bits),
