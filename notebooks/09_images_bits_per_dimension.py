@@ -29,7 +29,7 @@
 #
 # **Prerequisites:** [05 · RealNVP](05_realnvp.ipynb) (the affine coupling and its
 # log-determinant) and [07 · Training stability](07_training_stability.ipynb) (why
-# flowlib bounds the log-scale). [08](08_beyond_affine.ipynb) adds other layers; this notebook
+# flowlib bounds the log-scale). [08](08_beyond_affine_coupling.ipynb) adds other layers; this notebook
 # needs only the affine coupling.
 
 # %%
