@@ -11,6 +11,7 @@ outputs, and the benchmarks in ``bench/`` measure them.
 
 :func:`pick` remains for scripts outside the notebooks (the demo, benchmarks).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,9 +34,7 @@ def fast_mode() -> bool:
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
-    raise ValueError(
-        f"{FAST_MODE_VARIABLE}={raw!r} is not understood; use 1 (fast, for CI) or 0 (full)."
-    )
+    raise ValueError(f"{FAST_MODE_VARIABLE}={raw!r} is not understood; use 1 (fast, for CI) or 0 (full).")
 
 
 # In fast mode fit() keeps this fraction of the requested steps (at least FAST_MIN_STEPS).
@@ -121,25 +120,36 @@ def check_environment(verbose: bool = True) -> dict[str, str]:
     """
     versions: dict[str, str] = {}
     versions["tensorflow"] = _import_version(
-        "tensorflow", "Install it with `pip install tensorflow` (or `make venv` in a checkout).")
+        "tensorflow", "Install it with `pip install tensorflow` (or `make venv` in a checkout)."
+    )
     tf_minor = ".".join(versions["tensorflow"].split(".")[:2])
-    keras_fix = (f'TensorFlow Probability needs Keras 2 as tf-keras, matching TensorFlow {tf_minor}: '
-                 f'`pip install "tf-keras~={tf_minor}.0"` (in a notebook: `%pip install "tf-keras~={tf_minor}.0"`, '
-                 "then restart the kernel).")
+    keras_fix = (
+        f"TensorFlow Probability needs Keras 2 as tf-keras, matching TensorFlow {tf_minor}: "
+        f'`pip install "tf-keras~={tf_minor}.0"` (in a notebook: `%pip install "tf-keras~={tf_minor}.0"`, '
+        "then restart the kernel)."
+    )
     versions["tf_keras"] = _import_version("tf_keras", keras_fix)
     versions["tensorflow_probability"] = _import_version(
-        "tensorflow_probability", f'Install it with `pip install "tensorflow-probability>='
-        f'{MINIMUM_VERSIONS["tensorflow_probability"]}"`.')
+        "tensorflow_probability",
+        f'Install it with `pip install "tensorflow-probability>='
+        f'{MINIMUM_VERSIONS["tensorflow_probability"]}"`.',
+    )
     for module, minimum in MINIMUM_VERSIONS.items():
         if _version_tuple(versions[module]) < _version_tuple(minimum):
-            raise RuntimeError(f"{module} {versions[module]} is too old: the series needs {minimum} or newer. "
-                               f"Upgrade it, e.g. `pip install -U {module.replace('_', '-')}`.")
+            raise RuntimeError(
+                f"{module} {versions[module]} is too old: the series needs {minimum} or newer. "
+                f"Upgrade it, e.g. `pip install -U {module.replace('_', '-')}`."
+            )
     if _version_tuple(versions["tf_keras"])[:2] != _version_tuple(versions["tensorflow"])[:2]:
-        raise RuntimeError(f"tf-keras {versions['tf_keras']} does not match TensorFlow {versions['tensorflow']}. "
-                           + keras_fix)
+        raise RuntimeError(
+            f"tf-keras {versions['tf_keras']} does not match TensorFlow {versions['tensorflow']}. "
+            + keras_fix
+        )
     if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes") and not fast_mode():
-        raise RuntimeError(f"running under CI without {FAST_MODE_VARIABLE}=1: CI must execute "
-                           "the notebooks in fast mode (see the Makefile's notebooks-test target)")
+        raise RuntimeError(
+            f"running under CI without {FAST_MODE_VARIABLE}=1: CI must execute "
+            "the notebooks in fast mode (see the Makefile's notebooks-test target)"
+        )
     versions = {name: versions[name] for name in ("tensorflow", "tensorflow_probability", "tf_keras")}
     if verbose:
         line = " | ".join(f"{name} {version}" for name, version in versions.items())

@@ -1,15 +1,16 @@
 """The fast-mode switch, the environment check (including CI's sentinel), and the one ref
 every Colab link names."""
+
 from __future__ import annotations
 
 import importlib.util
 import shutil
 import sys
-import tomllib
 import types
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import flowlib
 from flowlib import config
@@ -17,8 +18,10 @@ from flowlib import config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("value,expected", [("", False), ("0", False), ("false", False), ("1", True),
-                                            ("TRUE", True), (" yes ", True), ("on", True)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [("", False), ("0", False), ("false", False), ("1", True), ("TRUE", True), (" yes ", True), ("on", True)],
+)
 def test_fast_mode_values(monkeypatch, value, expected):
     monkeypatch.setenv("FLOWLIB_FAST", value)
     assert config.fast_mode() is expected
@@ -80,12 +83,14 @@ def test_missing_tensorflow_and_tfp_are_named(monkeypatch, no_ci):
 
 def test_broken_dependency_is_not_called_missing(monkeypatch, no_ci):
     """A package present but failing on one of its own imports is reported as such."""
+
     def failing_import(name, *args, **kwargs):
         if name == "tf_keras":
             raise ModuleNotFoundError("No module named 'some_dependency'", name="some_dependency")
         return real_import(name, *args, **kwargs)
 
     import importlib
+
     real_import = importlib.import_module
     monkeypatch.setattr(importlib, "import_module", failing_import)
     with pytest.raises(RuntimeError, match="tf_keras is installed but cannot be imported.*some_dependency"):
@@ -99,7 +104,7 @@ def test_tf_keras_must_match_tensorflow(monkeypatch, no_ci):
     stale = types.ModuleType("tf_keras")
     stale.__version__ = f"{major}.{minor - 1}.0"
     monkeypatch.setitem(sys.modules, "tf_keras", stale)
-    with pytest.raises(RuntimeError, match=rf'does not match TensorFlow.*tf-keras~={major}\.{minor}\.0'):
+    with pytest.raises(RuntimeError, match=rf"does not match TensorFlow.*tf-keras~={major}\.{minor}\.0"):
         config.check_environment(verbose=False)
     stale.__version__ = f"{major}.{minor}.7"  # any patch release of the same major.minor is fine
     assert config.check_environment(verbose=False)["tf_keras"] == f"{major}.{minor}.7"
@@ -114,8 +119,10 @@ def test_import_does_no_work():
     assert out.split() == ["False", "False"]
 
 
-@pytest.mark.parametrize("steps, fast, expected", [
-    (4000, "0", 4000), (4000, "1", 200), (600, "1", 30), (100, "1", 20), (10, "1", 10), (1, "1", 1)])
+@pytest.mark.parametrize(
+    "steps, fast, expected",
+    [(4000, "0", 4000), (4000, "1", 200), (600, "1", 30), (100, "1", 20), (10, "1", 10), (1, "1", 1)],
+)
 def test_shortened_steps(monkeypatch, steps, fast, expected):
     monkeypatch.setenv("FLOWLIB_FAST", fast)
     assert config.shortened(steps) == expected
@@ -144,30 +151,43 @@ def test_ref_check_catches_drift(tmp_path):
     for folder in ("notebooks", "exercises"):
         (tmp_path / folder).mkdir()
         shutil.copy(ROOT / folder / "01_additive_coupling.ipynb", tmp_path / folder)
-    (tmp_path / "README.md").write_text(f"[ok]({config.colab_url('notebooks/01_additive_coupling.ipynb')}) "
-                                        f"[missing]({config.colab_url('notebooks/99_missing.ipynb')})\n")
+    (tmp_path / "README.md").write_text(
+        f"[ok]({config.colab_url('notebooks/01_additive_coupling.ipynb')}) "
+        f"[missing]({config.colab_url('notebooks/99_missing.ipynb')})\n"
+    )
     assert refs.find_problems(tmp_path) == [
-        "README.md: Colab badge opens notebooks/99_missing.ipynb, which does not exist"]
+        "README.md: Colab badge opens notebooks/99_missing.ipynb, which does not exist"
+    ]
     (tmp_path / "README.md").write_text("no links\n")
 
     solution = tmp_path / "notebooks" / "01_additive_coupling.ipynb"
     text = solution.read_text()
-    solution.write_text(text.replace(f"/blob/{config.REF}/", "/blob/main/").replace(
-        f"@{config.REF}", "@v0.0.9"))
+    solution.write_text(
+        text.replace(f"/blob/{config.REF}/", "/blob/main/").replace(f"@{config.REF}", "@v0.0.9")
+    )
     student = tmp_path / "exercises" / "01_additive_coupling.ipynb"
     student.write_text(student.read_text().replace("/exercises/01_", "/notebooks/01_"))
     problems = refs.find_problems(tmp_path)
-    assert any("notebooks/01_additive_coupling.ipynb: Colab badge names" in p and "@main" in p for p in problems)
-    assert any("notebooks/01_additive_coupling.ipynb: install line names" in p and "@v0.0.9" in p for p in problems)
-    assert any(p.startswith("notebooks/01_additive_coupling.ipynb: its first code cell does not install")
-               for p in problems)
-    assert any(p.startswith("exercises/01_additive_coupling.ipynb: its first cell has no Colab badge opening itself")
-               for p in problems)
+    assert any(
+        "notebooks/01_additive_coupling.ipynb: Colab badge names" in p and "@main" in p for p in problems
+    )
+    assert any(
+        "notebooks/01_additive_coupling.ipynb: install line names" in p and "@v0.0.9" in p for p in problems
+    )
+    assert any(
+        p.startswith("notebooks/01_additive_coupling.ipynb: its first code cell does not install")
+        for p in problems
+    )
+    assert any(
+        p.startswith("exercises/01_additive_coupling.ipynb: its first cell has no Colab badge opening itself")
+        for p in problems
+    )
     refs.write(tmp_path)
     assert solution.read_text() == text
     assert refs.find_problems(tmp_path) == [
         "exercises/01_additive_coupling.ipynb: its first cell has no Colab badge opening itself "
-        f"({config.colab_url('exercises/01_additive_coupling.ipynb')})"]  # a wrong path is not guessed
+        f"({config.colab_url('exercises/01_additive_coupling.ipynb')})"
+    ]  # a wrong path is not guessed
 
 
 def test_ref_is_the_released_version():

@@ -17,6 +17,7 @@ repository and ref (run it after changing ``REF``, then re-run ``check``).
 
 Usage: python tools/refs.py {check,write}
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,15 +31,20 @@ sys.path.insert(0, str(ROOT))
 
 from flowlib import config  # noqa: E402  (after the path above)
 
-BADGE = re.compile(r"https://colab\.research\.google\.com/github/(?P<repository>[\w.-]+/[\w.-]+)"
-                   r"/blob/(?P<ref>[\w.-]+)/(?P<path>[^\s)\"'\\]+)")
-INSTALL = re.compile(r"git\+https://github\.com/(?P<repository>[\w.-]+/[\w.-]+?)(?:\.git)?@(?P<ref>[^\s\"'\\]+)")
+BADGE = re.compile(
+    r"https://colab\.research\.google\.com/github/(?P<repository>[\w.-]+/[\w.-]+)"
+    r"/blob/(?P<ref>[\w.-]+)/(?P<path>[^\s)\"'\\]+)"
+)
+INSTALL = re.compile(
+    r"git\+https://github\.com/(?P<repository>[\w.-]+/[\w.-]+?)(?:\.git)?@(?P<ref>[^\s\"'\\]+)"
+)
 
 
 def notebooks(root: Path) -> list[Path]:
     """The notebooks a reader opens: the series and the student copies."""
     return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
-        (root / "exercises").glob("[0-9][0-9]_*.ipynb"))
+        (root / "exercises").glob("[0-9][0-9]_*.ipynb")
+    )
 
 
 def linked_files(root: Path) -> list[Path]:
@@ -46,8 +52,11 @@ def linked_files(root: Path) -> list[Path]:
     files = [root / "README.md", *notebooks(root), *sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))]
     book = root / "book"
     if book.is_dir():
-        files += sorted(p for p in book.rglob("*") if p.suffix in (".md", ".py", ".yml", ".yaml", ".html")
-                        and "_build" not in p.parts)
+        files += sorted(
+            p
+            for p in book.rglob("*")
+            if p.suffix in (".md", ".py", ".yml", ".yaml", ".html") and "_build" not in p.parts
+        )
     return [path for path in files if path.is_file()]
 
 
@@ -59,20 +68,26 @@ def find_problems(root: Path = ROOT) -> list[str]:
         text = path.read_text()
         for match in BADGE.finditer(text):
             if (match["repository"], match["ref"]) != (config.REPOSITORY, config.REF):
-                problems.append(f"{name}: Colab badge names {match['repository']}@{match['ref']}, "
-                                f"not {config.REPOSITORY}@{config.REF}: {match[0]}")
+                problems.append(
+                    f"{name}: Colab badge names {match['repository']}@{match['ref']}, "
+                    f"not {config.REPOSITORY}@{config.REF}: {match[0]}"
+                )
             if not (root / match["path"]).is_file():
                 problems.append(f"{name}: Colab badge opens {match['path']}, which does not exist")
         for match in INSTALL.finditer(text):
             if (match["repository"], match["ref"]) != (config.REPOSITORY, config.REF):
-                problems.append(f"{name}: install line names {match['repository']}@{match['ref']}, "
-                                f"not {config.REPOSITORY}@{config.REF}: {match[0]}")
+                problems.append(
+                    f"{name}: install line names {match['repository']}@{match['ref']}, "
+                    f"not {config.REPOSITORY}@{config.REF}: {match[0]}"
+                )
     for path in notebooks(root):
         name = path.relative_to(root).as_posix()
         cells = json.loads(path.read_text())["cells"]
         first = "".join(cells[0]["source"]) if cells else ""
         if config.colab_url(name) not in first:
-            problems.append(f"{name}: its first cell has no Colab badge opening itself ({config.colab_url(name)})")
+            problems.append(
+                f"{name}: its first cell has no Colab badge opening itself ({config.colab_url(name)})"
+            )
         setup = next(("".join(c["source"]) for c in cells if c["cell_type"] == "code"), "")
         if config.install_url() not in setup:
             problems.append(f"{name}: its first code cell does not install {config.install_url()}")
@@ -93,7 +108,9 @@ def write(root: Path = ROOT) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=("check", "write"))
     args = parser.parse_args(argv)
     if args.command == "write":
