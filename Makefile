@@ -65,12 +65,13 @@ demo: $(STAMP)
 	$(BIN)/python -m flowlib demo --text "$(TEXT)" --out figures
 
 # The notebooks' py:percent twins are linted (not formatted: jupytext writes them).
+LINT_PATHS ?= .
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST) tests
+	$(BIN)/python -m pytest $(XDIST) --durations=10 tests
 
 # --dist loadfile keeps each notebook in one worker (its cells share one kernel, in order).
 notebooks-test: $(STAMP)
@@ -92,7 +93,7 @@ exercises-test: $(STAMP)
 test-browser: $(STAMP)
 	@command -v chromium >/dev/null || { echo "error: needs Debian's chromium (apt-get install chromium)"; exit 1; }
 	$(BIN)/python -m pip install --quiet -e ".[dev,browser]"
-	FLOWLIB_BROWSER_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/browser
+	FLOWLIB_BROWSER_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/browser/test_layer_explorer_in_browser.py
 
 # A Colab-like run: Colab's default runtime (tests/colab/requirements.txt: Python 3.13 and the
 # versions Colab ships), a stub google.colab, so each notebook's Colab cell really runs and
@@ -136,8 +137,8 @@ test-newest:
 	$(NEWEST_VENV)/bin/python -m pip install --quiet -r tests/newest/requirements.txt
 	$(NEWEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	$(NEWEST_VENV)/bin/python -m pytest -p no:cacheprovider $(XDIST) tests
-	FLOWLIB_FAST=1 MPLBACKEND=Agg $(NEWEST_VENV)/bin/python -m pytest -p no:cacheprovider $(XDIST) --nbval-lax \
-		--nbval-current-env --nbval-cell-timeout=600 $(NEWEST_NOTEBOOKS)
+	$(if $(strip $(NEWEST_NOTEBOOKS)),FLOWLIB_FAST=1 MPLBACKEND=Agg $(NEWEST_VENV)/bin/python -m pytest \
+		-p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NEWEST_NOTEBOOKS))
 
 # The read-along site from the committed notebooks (no execution, no network): book/.
 book: $(STAMP)

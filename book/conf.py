@@ -34,14 +34,23 @@ author = "The flowlib authors"
 copyright = "2026, the flowlib authors (code: MIT; prose and figures: CC BY 4.0)"
 release = config.REF
 
-NOTEBOOKS = sorted(p.relative_to(ROOT).with_suffix("").as_posix() for p in ROOT.glob("notebooks/[0-9][0-9]_*.ipynb"))
-EXERCISES = sorted(p.relative_to(ROOT).with_suffix("").as_posix() for p in ROOT.glob("exercises/[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted(
+    p.relative_to(ROOT).with_suffix("").as_posix() for p in ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")
+)
+EXERCISES = sorted(
+    p.relative_to(ROOT).with_suffix("").as_posix() for p in ROOT.glob("exercises/[0-9][0-9]_*.ipynb")
+)
 PAGES = {"README", "CHANGELOG", "book/exercises", *NOTEBOOKS, *EXERCISES}
 
 extensions = ["myst_nb"]
 root_doc = "README"
-include_patterns = ["README.md", "CHANGELOG.md", "book/exercises.md", "notebooks/[0-9][0-9]_*.ipynb",
-                    "exercises/[0-9][0-9]_*.ipynb"]
+include_patterns = [
+    "README.md",
+    "CHANGELOG.md",
+    "book/exercises.md",
+    "notebooks/[0-9][0-9]_*.ipynb",
+    "exercises/[0-9][0-9]_*.ipynb",
+]
 exclude_patterns = [".venv*", "**/.ipynb_checkpoints", "book/_build", "artifacts", "figures"]
 
 nb_execution_mode = "off"  # the committed outputs of a full run are the content
@@ -94,8 +103,11 @@ def _toctrees() -> str:
         lines = "\n".join(entries)
         return f"\n\n```{{toctree}}\n:hidden:\n:caption: {caption}\n\n{lines}\n```\n"
 
-    return (toctree("The notebooks", NOTEBOOKS) + toctree("Exercises", ["book/exercises", *EXERCISES])
-            + toctree("About", ["CHANGELOG"]))
+    return (
+        toctree("The notebooks", NOTEBOOKS)
+        + toctree("Exercises", ["book/exercises", *EXERCISES])
+        + toctree("About", ["CHANGELOG"])
+    )
 
 
 def _source_read(app, docname: str, source: list[str]) -> None:
@@ -110,8 +122,9 @@ def _index_page(app, exception) -> None:
         Path(app.outdir, "index.html").write_text(
             '<!DOCTYPE html><html><head><meta charset="utf-8">'
             '<meta http-equiv="refresh" content="0; url=README.html">'
-            '<title>Normalizing flows in TensorFlow 2</title></head>'
-            '<body><a href="README.html">Normalizing flows in TensorFlow 2</a></body></html>\n')
+            "<title>Normalizing flows in TensorFlow 2</title></head>"
+            '<body><a href="README.html">Normalizing flows in TensorFlow 2</a></body></html>\n'
+        )
 
 
 def setup(app):
