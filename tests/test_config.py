@@ -9,8 +9,12 @@ import sys
 import types
 from pathlib import Path
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (the oldest-versions run)
+    import tomli as tomllib
+
 import pytest
-import tomllib
 
 import flowlib
 from flowlib import config
