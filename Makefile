@@ -26,6 +26,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # threads (alone, every worker would start one per core).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 XDIST = -n $(JOBS) --dist loadfile
+# Unit tests: idle workers steal queued tests, since a few (test_train's leak test, the CLI's
+# subprocesses) take far longer than the rest and whole files would unbalance the workers.
+UNIT_XDIST = -n $(JOBS) --dist worksteal
 TEST_TARGETS := unit notebooks-test exercises-test test-colab test-oldest test-newest
 $(TEST_TARGETS): export TF_NUM_INTRAOP_THREADS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) / $(JOBS) )); \
                                                  echo $$(( n > 0 ? n : 1 )))
@@ -71,7 +74,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST) --durations=10 tests
+	$(BIN)/python -m pytest $(UNIT_XDIST) --durations=10 tests
 
 # --dist loadfile keeps each notebook in one worker (its cells share one kernel, in order).
 notebooks-test: $(STAMP)
@@ -123,7 +126,7 @@ test-oldest:
 	test -x $(OLDEST_VENV)/bin/python || $(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -r tests/oldest/requirements.txt
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
-	$(OLDEST_VENV)/bin/python -m pytest -p no:cacheprovider $(XDIST) tests
+	$(OLDEST_VENV)/bin/python -m pytest -p no:cacheprovider $(UNIT_XDIST) tests
 
 # The newest versions pyproject.toml claims (tests/newest/requirements.txt, Python 3.13):
 # the unit tests, and the notebooks that use the most of TFP and Keras (05: RealNVP against
@@ -136,7 +139,7 @@ test-newest:
 	test -x $(NEWEST_VENV)/bin/python || $(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
 	$(NEWEST_VENV)/bin/python -m pip install --quiet -r tests/newest/requirements.txt
 	$(NEWEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
-	$(NEWEST_VENV)/bin/python -m pytest -p no:cacheprovider $(XDIST) tests
+	$(NEWEST_VENV)/bin/python -m pytest -p no:cacheprovider $(UNIT_XDIST) tests
 	$(if $(strip $(NEWEST_NOTEBOOKS)),FLOWLIB_FAST=1 MPLBACKEND=Agg $(NEWEST_VENV)/bin/python -m pytest \
 		-p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NEWEST_NOTEBOOKS))
 
