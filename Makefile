@@ -1,12 +1,17 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make demo   build .venv if needed, train the headline flow, write figures/
-#   make test   build .venv if needed, run the unit tests and every notebook (fast mode)
+#   make test   build .venv if needed, lint, run the unit tests and every notebook (fast mode)
 
-# TensorFlow 2.19 supports Python 3.9 to 3.12: take the first interpreter here that runs
-# and is 3.10 to 3.12 (a pyenv shim may exist for a version that is not active).
-PYTHON ?= $(shell for p in python3.11 python3.12 python3.10 python3; do \
-            $$p -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' \
-            >/dev/null 2>&1 && { echo $$p; break; }; done)
+# $(call find_python,3.11 3.13): the first interpreter whose version is one of those, found as
+# pythonX.Y on PATH, under pyenv (~/.pyenv/versions/X.Y.*) or as python3. Each candidate is
+# run, since a pyenv shim may exist for a version that is not active.
+find_python = $(firstword $(shell for v in $(1); do \
+                for p in python$$v $(HOME)/.pyenv/versions/$$v.*/bin/python$$v python3; do \
+                  $$p -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$$v')" >/dev/null 2>&1 \
+                  && { echo $$p; exit 0; }; \
+                done; done))
+# The series supports Python 3.10 to 3.13 (TensorFlow 2.16 to 2.21).
+PYTHON ?= $(call find_python,3.11 3.12 3.13 3.10)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
@@ -16,19 +21,35 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv demo test unit notebooks-test exercises exercises-test notebooks sync lab bench \
-        test-browser test-colab test-oldest clean help
+# Tests run in parallel, one pytest-xdist worker per core (JOBS=1 runs them one by one); in
+# the test targets each worker's TensorFlow gets its share of the cores for its per-op
+# threads (alone, every worker would start one per core).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+XDIST = -n $(JOBS) --dist loadfile
+# Unit tests: idle workers steal queued tests, since a few (test_train's leak test, the CLI's
+# subprocesses) take far longer than the rest and whole files would unbalance the workers.
+UNIT_XDIST = -n $(JOBS) --dist worksteal
+TEST_TARGETS := unit notebooks-test exercises-test test-colab test-oldest test-newest
+$(TEST_TARGETS): export TF_NUM_INTRAOP_THREADS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) / $(JOBS) )); \
+                                                 echo $$(( n > 0 ? n : 1 )))
+
+.PHONY: venv demo test lint unit notebooks-test exercises exercises-test notebooks sync lab bench \
+        test-browser test-colab test-oldest test-newest book test-book clean help
 
 help:
 	@echo "make demo [TEXT=Ada]  train the headline flow on a word, write figures/"
-	@echo "make test             unit tests, then every notebook under nbval (fast mode)"
+	@echo "make test             lint, unit tests, then every notebook under nbval (fast mode)"
+	@echo "make lint             ruff check and ruff format --check"
 	@echo "make notebooks        re-execute every notebook in full mode, refresh outputs"
 	@echo "make sync             re-pair notebooks/*.ipynb with their py:percent twins"
 	@echo "make bench            benchmarks (throughput, quality per second, stability)"
 	@echo "make exercises        regenerate the student copies in exercises/"
 	@echo "make test-browser     the layer explorer in headless Chromium (needs apt-get install chromium)"
-	@echo "make test-colab       every notebook in a Colab-like environment (Python 3.12, Colab's versions)"
-	@echo "make test-oldest      unit tests against the oldest TensorFlow/TFP we claim"
+	@echo "make test-colab       every notebook in a Colab-like environment (Python 3.13, Colab's versions)"
+	@echo "make test-oldest      unit tests against the oldest TensorFlow/TFP we claim (Python 3.10)"
+	@echo "make test-newest      unit tests and two notebooks against the newest TensorFlow we claim (Python 3.13)"
+	@echo "make book             the read-along site in book/_build/html (committed outputs, no execution)"
+	@echo "make test-book        build the site and open every page in headless Chromium"
 	@echo "make lab              JupyterLab on the notebooks"
 	@echo "make clean            remove .venv, figures and caches"
 
@@ -36,7 +57,7 @@ venv: $(STAMP)
 
 # The virtual environment is rebuilt when pyproject.toml changes (the stamp names its checksum).
 $(STAMP): pyproject.toml
-	@test -n "$(PYTHON)" || { echo "error: no Python 3.10 to 3.12 found (TensorFlow 2.19 needs one); set PYTHON=..."; exit 1; }
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.10 to 3.13 found (TensorFlow 2.16-2.21 need one); set PYTHON=..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
@@ -46,14 +67,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m flowlib demo --text "$(TEXT)" --out figures
 
-unit: $(STAMP)
-	$(BIN)/python -m pytest tests
+# The notebooks' py:percent twins are linted (not formatted: jupytext writes them).
+LINT_PATHS ?= .
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
+unit: $(STAMP)
+	$(BIN)/python -m pytest $(UNIT_XDIST) --durations=10 tests
+
+# --dist loadfile keeps each notebook in one worker (its cells share one kernel, in order).
 notebooks-test: $(STAMP)
-	FLOWLIB_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax \
+	FLOWLIB_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(XDIST) --nbval-lax \
 		--nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
 
-test: unit notebooks-test exercises-test
+test: lint unit notebooks-test exercises-test
 
 # Student copies: every `### BEGIN SOLUTION` block of notebooks/ becomes a blank in exercises/.
 exercises: $(STAMP)
@@ -70,34 +98,65 @@ exercises-test: $(STAMP)
 test-browser: $(STAMP)
 	@command -v chromium >/dev/null || { echo "error: needs Debian's chromium (apt-get install chromium)"; exit 1; }
 	$(BIN)/python -m pip install --quiet -e ".[dev,browser]"
-	FLOWLIB_BROWSER_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/browser
+	FLOWLIB_BROWSER_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/browser/test_layer_explorer_in_browser.py
 
-# A Colab-like run: Python 3.12 and the versions Colab ships (tests/colab/requirements.txt),
-# a stub google.colab, so each notebook's Colab cell really runs (installing flowlib from
-# this checkout instead of GitHub), then every notebook in fast mode.
-COLAB_PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
-                  $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1 \
-                  && { echo $$p; break; }; done)
+# A Colab-like run: Colab's default runtime (tests/colab/requirements.txt: Python 3.13 and the
+# versions Colab ships), a stub google.colab, so each notebook's Colab cell really runs and
+# installs flowlib (the IPython start-up in tests/colab/ swaps GitHub for a wheel built from
+# this checkout), then every notebook in fast mode.
+COLAB_PYTHON ?= $(call find_python,3.13)
 COLAB_VENV := .venv-colab
 test-colab:
-	@test -n "$(COLAB_PYTHON)" || { echo "error: the Colab-like run needs Python 3.12; set COLAB_PYTHON=..."; exit 1; }
+	@test -n "$(COLAB_PYTHON)" || { echo "error: the Colab-like run needs Python 3.13; set COLAB_PYTHON=..."; exit 1; }
 	test -x $(COLAB_VENV)/bin/python || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
 	$(COLAB_VENV)/bin/python -m pip install --quiet -r tests/colab/requirements.txt
 	$(COLAB_VENV)/bin/python -m pip uninstall --quiet --yes flowlib 2>/dev/null || true
+	rm -rf $(COLAB_VENV)/wheel && $(COLAB_VENV)/bin/python -m pip wheel --quiet --no-deps -w $(COLAB_VENV)/wheel .
 	FLOWLIB_FAST=1 MPLBACKEND=Agg PYTHONPATH=$(CURDIR)/tests/colab/stub IPYTHONDIR=$(CURDIR)/tests/colab/ipython \
-	FLOWLIB_LOCAL_CHECKOUT=$(CURDIR) \
-	FLOWLIB_REPOSITORY=$$($(BIN)/python -c 'from flowlib import config; print(config.REPOSITORY)') \
-	FLOWLIB_REF=$$($(BIN)/python -c 'from flowlib import config; print(config.REF)') \
-		$(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
-		--nbval-cell-timeout=600 $(NOTEBOOKS)
+	FLOWLIB_LOCAL_WHEEL=$$(ls $(CURDIR)/$(COLAB_VENV)/wheel/flowlib-*.whl) \
+	FLOWLIB_REPOSITORY=$$($(COLAB_VENV)/bin/python -c 'from flowlib import config; print(config.REPOSITORY)') \
+	FLOWLIB_REF=$$($(COLAB_VENV)/bin/python -c 'from flowlib import config; print(config.REF)') \
+		$(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider $(XDIST) \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
 
-# The oldest versions pyproject.toml claims (tests/oldest/requirements.txt): unit tests.
+# The oldest versions pyproject.toml claims (tests/oldest/requirements.txt, Python 3.10):
+# the unit tests (the notebooks run in the Colab-like and newest runs).
+OLDEST_PYTHON ?= $(call find_python,3.10)
 OLDEST_VENV := .venv-oldest
-test-oldest: $(STAMP)
-	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+test-oldest:
+	@test -n "$(OLDEST_PYTHON)" || { echo "error: the oldest-versions run needs Python 3.10; set OLDEST_PYTHON=..."; exit 1; }
+	test -x $(OLDEST_VENV)/bin/python || $(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -r tests/oldest/requirements.txt
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
-	$(OLDEST_VENV)/bin/python -m pytest -p no:cacheprovider tests
+	$(OLDEST_VENV)/bin/python -m pytest -p no:cacheprovider $(UNIT_XDIST) tests
+
+# The newest versions pyproject.toml claims (tests/newest/requirements.txt, Python 3.13):
+# the unit tests, and the notebooks that use the most of TFP and Keras (05: RealNVP against
+# NICE; 06: the post's stack, batch norm, TFP's own RealNVP, the widgets).
+NEWEST_PYTHON ?= $(call find_python,3.13)
+NEWEST_VENV := .venv-newest
+NEWEST_NOTEBOOKS ?= notebooks/05_realnvp.ipynb notebooks/06_full_stack.ipynb
+test-newest:
+	@test -n "$(NEWEST_PYTHON)" || { echo "error: the newest-versions run needs Python 3.13; set NEWEST_PYTHON=..."; exit 1; }
+	test -x $(NEWEST_VENV)/bin/python || $(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install --quiet -r tests/newest/requirements.txt
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(NEWEST_VENV)/bin/python -m pytest -p no:cacheprovider $(UNIT_XDIST) tests
+	$(if $(strip $(NEWEST_NOTEBOOKS)),FLOWLIB_FAST=1 MPLBACKEND=Agg $(NEWEST_VENV)/bin/python -m pytest \
+		-p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NEWEST_NOTEBOOKS))
+
+# The read-along site from the committed notebooks (no execution, no network): book/.
+book: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,book]"
+	rm -rf book/_build
+	$(BIN)/python -m sphinx -b html -c book -W --keep-going -q . book/_build/html
+	@echo "open book/_build/html/index.html"
+
+# Every page of the site in headless Chromium: loads, every image drawn, no broken internal link.
+test-book: book
+	@command -v chromium >/dev/null || { echo "error: needs Debian's chromium (apt-get install chromium)"; exit 1; }
+	$(BIN)/python -m pip install --quiet -e ".[dev,browser,book]"
+	FLOWLIB_BROWSER_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider tests/browser/test_book_in_browser.py
 
 # Full-mode execution refreshes the committed outputs that GitHub and Colab show.
 notebooks: $(STAMP)
@@ -119,5 +178,5 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 clean:
-	rm -rf $(VENV) $(COLAB_VENV) $(OLDEST_VENV) figures .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(COLAB_VENV) $(OLDEST_VENV) $(NEWEST_VENV) book/_build figures .pytest_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -11,6 +11,7 @@ outputs, and the benchmarks in ``bench/`` measure them.
 
 :func:`pick` remains for scripts outside the notebooks (the demo, benchmarks).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,9 +34,7 @@ def fast_mode() -> bool:
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
-    raise ValueError(
-        f"{FAST_MODE_VARIABLE}={raw!r} is not understood; use 1 (fast, for CI) or 0 (full)."
-    )
+    raise ValueError(f"{FAST_MODE_VARIABLE}={raw!r} is not understood; use 1 (fast, for CI) or 0 (full).")
 
 
 # In fast mode fit() keeps this fraction of the requested steps (at least FAST_MIN_STEPS).
@@ -62,12 +61,26 @@ def pick(full: T, fast: T) -> T:
     return fast if fast_mode() else full
 
 
-# Where the series lives: the notebooks' Colab badges and their Colab install cell name
-# this repository and ref (tests/test_notebooks.py checks they agree).
+# Where the series lives, and the one ref every link names. The Colab badges (README,
+# notebooks/, exercises/) open the notebooks at REF and each notebook's Colab cell installs
+# flowlib at the same REF, so a reader in Colab always gets notebooks and library from one
+# commit. To release: bump the version, set REF, run `python tools/refs.py write`
+# (tests/test_config.py fails while any link disagrees).
 REPOSITORY = "normalizing-flows-tf2/flowlib"
 REF = "v0.1.0"
 
-MINIMUM_VERSIONS = {"tensorflow": "2.16", "tensorflow_probability": "0.24"}
+
+def colab_url(path: str) -> str:
+    """The "Open in Colab" address of ``path`` (e.g. ``"notebooks/05_realnvp.ipynb"``) at :data:`REF`."""
+    return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{REF}/{path}"
+
+
+def install_url() -> str:
+    """What the notebooks' Colab cell passes to ``pip install``: this repository at :data:`REF`."""
+    return f"git+https://github.com/{REPOSITORY}@{REF}"
+
+
+MINIMUM_VERSIONS = {"tensorflow": "2.16", "tf_keras": "2.16", "tensorflow_probability": "0.24"}
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -78,33 +91,66 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def _import_version(module: str, fix: str) -> str:
+    """``module.__version__``; a RuntimeError saying ``fix`` when it is missing or broken."""
+    import importlib
+
+    try:
+        return importlib.import_module(module).__version__
+    except ModuleNotFoundError as error:
+        if error.name != module:  # the module is there, one of its own imports is not
+            raise RuntimeError(f"{module} is installed but cannot be imported ({error}). {fix}") from None
+        raise RuntimeError(f"{module} is not installed. {fix}") from None
+    except ImportError as error:
+        raise RuntimeError(f"{module} is installed but cannot be imported ({error}). {fix}") from None
+
+
 def check_environment(verbose: bool = True) -> dict[str, str]:
     """Check the versions the series needs and the CI fast-mode sentinel; return the versions.
 
-    Raises ``RuntimeError`` with what to do when TensorFlow or TensorFlow Probability is
-    too old, when ``tf-keras`` is missing (TFP needs Keras 2), or when running under CI
-    (``CI`` set) without ``FLOWLIB_FAST=1``: CI must execute the fast mode.
-    """
-    import importlib
+    Checked in the order they depend on each other, so the message names the real cause:
+    TensorFlow, then ``tf-keras`` (TensorFlow Probability imports it, so with it missing TFP
+    itself fails to import), then TensorFlow Probability. ``tf-keras`` must match
+    TensorFlow's major.minor version; the command given installs the matching one, so pip
+    does not replace the TensorFlow already there (Colab's, for instance).
 
+    Raises ``RuntimeError`` with what to do when a package is missing, broken or too old,
+    when ``tf-keras`` does not match TensorFlow, or when running under CI (``CI`` set)
+    without ``FLOWLIB_FAST=1``: CI must execute the fast mode.
+    """
     versions: dict[str, str] = {}
+    versions["tensorflow"] = _import_version(
+        "tensorflow", "Install it with `pip install tensorflow` (or `make venv` in a checkout)."
+    )
+    tf_minor = ".".join(versions["tensorflow"].split(".")[:2])
+    keras_fix = (
+        f"TensorFlow Probability needs Keras 2 as tf-keras, matching TensorFlow {tf_minor}: "
+        f'`pip install "tf-keras~={tf_minor}.0"` (in a notebook: `%pip install "tf-keras~={tf_minor}.0"`, '
+        "then restart the kernel)."
+    )
+    versions["tf_keras"] = _import_version("tf_keras", keras_fix)
+    versions["tensorflow_probability"] = _import_version(
+        "tensorflow_probability",
+        f'Install it with `pip install "tensorflow-probability>='
+        f'{MINIMUM_VERSIONS["tensorflow_probability"]}"`.',
+    )
     for module, minimum in MINIMUM_VERSIONS.items():
-        try:
-            version = importlib.import_module(module).__version__
-        except ImportError:
-            raise RuntimeError(f"{module} is not installed; run `make venv` (or, in Colab, the first cell)") from None
-        if _version_tuple(version) < _version_tuple(minimum):
-            raise RuntimeError(f"{module} {version} is too old: the series needs {minimum} or newer. "
-                               f"Upgrade it, e.g. `pip install -U {module.replace('_', '-')}`.")
-        versions[module] = version
-    try:
-        versions["tf_keras"] = importlib.import_module("tf_keras").__version__
-    except ImportError:
-        raise RuntimeError("tf-keras is missing: TensorFlow Probability needs Keras 2. "
-                           "Install it with `pip install tf-keras`.") from None
+        if _version_tuple(versions[module]) < _version_tuple(minimum):
+            raise RuntimeError(
+                f"{module} {versions[module]} is too old: the series needs {minimum} or newer. "
+                f"Upgrade it, e.g. `pip install -U {module.replace('_', '-')}`."
+            )
+    if _version_tuple(versions["tf_keras"])[:2] != _version_tuple(versions["tensorflow"])[:2]:
+        raise RuntimeError(
+            f"tf-keras {versions['tf_keras']} does not match TensorFlow {versions['tensorflow']}. "
+            + keras_fix
+        )
     if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes") and not fast_mode():
-        raise RuntimeError(f"running under CI without {FAST_MODE_VARIABLE}=1: CI must execute "
-                           "the notebooks in fast mode (see the Makefile's notebooks-test target)")
+        raise RuntimeError(
+            f"running under CI without {FAST_MODE_VARIABLE}=1: CI must execute "
+            "the notebooks in fast mode (see the Makefile's notebooks-test target)"
+        )
+    versions = {name: versions[name] for name in ("tensorflow", "tensorflow_probability", "tf_keras")}
     if verbose:
         line = " | ".join(f"{name} {version}" for name, version in versions.items())
         if fast_mode():  # never in a reader's run, so never in the committed outputs

@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 01 · Additive coupling
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/01_additive_coupling.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/01_additive_coupling.ipynb)
 #
 # **After this notebook you can** build an exactly invertible layer out of a neural network
 # that is not invertible at all (an *additive coupling layer*), write its inverse in two

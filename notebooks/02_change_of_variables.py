@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 02 · Change of variables
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/02_change_of_variables.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/02_change_of_variables.ipynb)
 #
 # **After this notebook you can** compute the density of samples pushed through a
 # bijection (in 1-D and in 2-D), explain the Jacobian determinant as the local change of

@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 03 · A target distribution from a picture
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/03_target_from_a_picture.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/03_target_from_a_picture.ipynb)
 #
 # **After this notebook you can** turn a word or a drawing into a 2-D probability
 # distribution that you can sample from and whose density you know exactly; compute its

@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 04 · NICE: stacking additive couplings
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/04_nice.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/04_nice.ipynb)
 #
 # **After this notebook you can** build a NICE flow (additive couplings, permutations and a
 # diagonal scaling layer), train it by maximum likelihood on a word, explain its loss term

@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 05 · RealNVP: affine coupling
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/05_realnvp.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/05_realnvp.ipynb)
 #
 # **After this notebook you can** explain what the scale in an affine coupling layer adds to
 # NICE's shift (a volume change that depends on where a point is), write down its

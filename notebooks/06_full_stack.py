@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 06 · The full stack of the post
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/06_full_stack.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/06_full_stack.ipynb)
 #
 # **After this notebook you can** build and train the architecture of the reference post
 # (8 affine couplings, 4 batch-normalisation layers, a swap between couplings), follow

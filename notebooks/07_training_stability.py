@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 07 · Training stability: why flows blow up
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/07_training_stability.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/07_training_stability.ipynb)
 #
 # **After this notebook you can** trace a `nan` loss in flow training to the number that
 # overflowed; explain why batch normalisation is a different function in training and in

@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 09 · Beyond 2-D: RealNVP on images, in bits per dimension
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/09_images_bits_per_dimension.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/09_images_bits_per_dimension.ipynb)
 #
 # **After this notebook you can** explain why a density model of pixels needs
 # dequantization, derive and compute bits per dimension from a log-likelihood in nats,

@@ -93,7 +93,7 @@ def student_copy(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
     if blanks == 0:
         raise ValueError(f"{name} has no '### BEGIN SOLUTION' blocks: nothing to hand out")
     first = student.cells[0]
-    first.source = first.source.replace(f"/blob/main/notebooks/{name}", f"/blob/main/exercises/{name}")
+    first.source = re.sub(rf"(/blob/[\w.-]+/)notebooks/{re.escape(name)}", rf"\1exercises/{name}", first.source)
     first.source += "\n\n" + STUDENT_NOTE
     student.metadata.pop("widgets", None)
     student.nbformat_minor = max(student.nbformat_minor, 5)

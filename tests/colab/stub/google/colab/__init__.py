@@ -3,4 +3,5 @@
 Only its presence in ``sys.modules`` matters: the notebooks' first cell checks
 ``"google.colab" in sys.modules`` to decide whether to install flowlib.
 """
+
 IS_STUB = True
