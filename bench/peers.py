@@ -1,0 +1,340 @@
+"""Peers: flowlib's headline flow against zuko and normflows, same data, same protocol.
+
+The protocol is bench/quality.py's: the word "Flow" (100,000 training points, 50,000
+held out, the same seeds), batches of 256 drawn with replacement, Adam with a cosine decay
+that reaches zero when the wall-clock budget is spent (the budget counts from the first
+step, compilation included), then the held-out NLL, the entropy bound and their gap (an
+estimate of KL(target || model)). Every run is a fresh process, one at a time, so that
+TensorFlow and PyTorch never share a process and each row's memory and threads are its
+own; every row is printed with the load average at its start and end.
+
+The peers, each with its own published recipe (architecture and Adam's learning rate;
+the batch and the schedule are the protocol's):
+
+- zuko ``NSF``: ``zuko.flows.NSF(features=2, transforms=3, hidden_features=(64, 64))``,
+  Adam at 1e-3, from zuko's tutorial ``docs/tutorials/forward_kl.ipynb`` (probabilists/zuko
+  at 1063ae4);
+- zuko ``RealNVP`` at flowlib's headline shape (12 affine couplings of (64, 64)), Adam
+  at 1e-3 (the same tutorial's optimiser);
+- normflows RealNVP from its README (32 ``AffineCouplingBlock`` of ``MLP([1, 64, 64, 2],
+  init_zeros=True)`` with swaps), Adam at 1e-3 with weight decay 1e-5 (the optimiser of
+  normflows' examples; the README names none);
+- normflows' neural spline flow, ``examples/neural_spline_flow.ipynb``
+  (VincentStimper/normalizing-flows at c6616b1: ``AutoregressiveRationalQuadraticSpline``
+  + ``LULinearPermute``, 2 hidden layers of 128, Adam 1e-3, weight decay 1e-5) with 8
+  layers instead of its 16, so that it trains at a usable rate on a CPU.
+
+PyTorch on a 2-core machine: ``OMP_WAIT_POLICY=PASSIVE`` is set (with OpenMP's default
+spin-waiting a busy neighbour can slow a step by an order of magnitude), and each peer is
+first probed for a few seconds with 1 and with 2 threads; its runs then use whichever gave
+more steps per second (printed). flowlib runs with TensorFlow's default thread pools.
+
+After "Flow", the headline and the best peer on "Flow" are run, interleaved, on targets
+the headline was not tuned on: two other words and one image (a heart drawn with numpy,
+as in notebook 03). If flowlib has a spline coupling flow, its steps per second are also
+measured against zuko's NSF at equal shape (3 transforms, (64, 64) networks, 8 bins).
+
+Needs the optional extra: ``pip install -e ".[peers]"`` (on a CPU-only machine install a
+CPU build of torch first, e.g. from https://download.pytorch.org/whl/cpu, or pip fetches
+the multi-GB CUDA build). The workers run with ``--python`` (default:
+``$FLOWLIB_PEERS_PYTHON``, else ``.venv-peers/bin/python`` if it exists, else this
+interpreter). Results: ``bench/results/peers.txt``.
+
+    .venv-peers/bin/python bench/peers.py                     # about 17 minutes
+    .venv-peers/bin/python bench/peers.py --budget 20 --no-other-targets --no-record  # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import _common  # noqa: E402  (sets the log level and sys.path)
+
+NUM_TRAIN, NUM_TEST, BATCH_SIZE = 100_000, 50_000, 256
+TORCH_PEERS = ("zuko_nsf", "zuko_realnvp", "normflows_realnvp", "normflows_spline")
+LABELS = {
+    "flowlib": "flowlib headline",
+    "zuko_nsf": "zuko NSF (tutorial: 3 transforms, (64, 64))",
+    "zuko_realnvp": "zuko RealNVP (12 couplings, (64, 64))",
+    "normflows_realnvp": "normflows RealNVP (README: 32 couplings)",
+    "normflows_spline": "normflows NSF (8 AR splines + LU, 128x2)",
+    "flowlib_spline_equal": "flowlib spline coupling (3, (64, 64), 8 bins)",
+    "zuko_nsf_equal": "zuko NSF (3, (64, 64), 8 bins)",
+}
+OTHER_TARGETS = ("Ada", "Glow", "image:heart")
+
+
+# --------------------------------------------------------------------------- the targets
+def target_and_data(name: str):
+    """``(target, x_train, x_test)``: the same points in every process (seeds 0 and 1)."""
+    import numpy as np
+
+    from flowlib.data import PictureDistribution
+
+    if name == "image:heart":  # notebook 03's heart, (u^2 + v^2 - 1)^3 <= u^2 v^3, drawn with numpy
+        u, v = np.meshgrid(np.linspace(-1.5, 1.5, 241), np.linspace(1.5, -1.5, 241))
+        grey = np.where((u**2 + v**2 - 1) ** 3 - u**2 * v**3 <= 0, 0.0, 1.0)
+        target = PictureDistribution.from_image(grey, name="heart")
+    else:
+        target = PictureDistribution.from_text(name)
+    return target, target.sample(NUM_TRAIN, seed=0), target.sample(NUM_TEST, seed=1)
+
+
+# --------------------------------------------------------------------------- flowlib workers
+def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool) -> dict:
+    import _budget
+
+    target, x_train, x_test = target_and_data(target_name)
+    _budget.warm_up(x_train)  # imports and first traces of TFP, outside the budget (as in quality.py)
+    if model == "flowlib":
+        config = _budget.headline()
+        label = config.label().strip()
+    else:  # the spline coupling at zuko NSF's shape
+        config = _budget.spline_at_nsf_shape()
+        label = "spline coupling"
+    result, flow, _ = _budget.train_for_budget(config, budget, target, x_train, x_test if evaluate else x_test[:256],
+                                               seed=0, return_flow=True)
+    from flowlib import flows
+
+    return dict(steps=result.steps, seconds=result.seconds, rate=result.rate, nll=result.nll,
+                gap=result.gap, se=result.standard_error, nonfinite=result.rescues,
+                params=flows.num_parameters(flow), recipe=label, threads="TF default")
+
+
+# --------------------------------------------------------------------------- torch workers
+def _torch_model(model: str):
+    """The peer's model and its optimiser settings (learning rate, weight decay)."""
+    if model in ("zuko_nsf", "zuko_nsf_equal"):
+        import zuko
+
+        flow = zuko.flows.NSF(features=2, transforms=3, hidden_features=(64, 64), bins=8)
+        return (lambda x: flow().log_prob(x)), flow, 1e-3, 0.0
+    if model == "zuko_realnvp":
+        import zuko
+
+        flow = zuko.flows.RealNVP(features=2, transforms=12, hidden_features=(64, 64))
+        return (lambda x: flow().log_prob(x)), flow, 1e-3, 0.0
+    if model == "normflows_realnvp":
+        import normflows as nf
+
+        layers = []
+        for _ in range(32):
+            layers.append(nf.flows.AffineCouplingBlock(nf.nets.MLP([1, 64, 64, 2], init_zeros=True)))
+            layers.append(nf.flows.Permute(2, mode="swap"))
+        flow = nf.NormalizingFlow(nf.distributions.base.DiagGaussian(2), layers)
+        return flow.log_prob, flow, 1e-3, 1e-5
+    if model == "normflows_spline":
+        import normflows as nf
+
+        layers = []
+        for _ in range(8):
+            layers.append(nf.flows.AutoregressiveRationalQuadraticSpline(2, 2, 128))
+            layers.append(nf.flows.LULinearPermute(2))
+        flow = nf.NormalizingFlow(nf.distributions.DiagGaussian(2, trainable=False), layers)
+        return flow.log_prob, flow, 1e-3, 1e-5
+    raise ValueError(f"unknown model {model!r}")
+
+
+def _torch_run(model: str, target_name: str, budget: float, evaluate: bool, threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    target, x_train, x_test = target_and_data(target_name)
+    log_prob, module, peak_lr, weight_decay = _torch_model(model)
+    optimizer = torch.optim.Adam(module.parameters(), lr=peak_lr, weight_decay=weight_decay)
+    data = torch.from_numpy(x_train)
+    generator = torch.Generator().manual_seed(0)
+    module.train()
+    steps, nonfinite, times = 0, 0, []
+    start = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget:
+            break
+        for group in optimizer.param_groups:  # cosine decay over the time budget, as fit(schedule_by_time=True)
+            group["lr"] = peak_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, elapsed / budget)))
+        batch = data[torch.randint(len(data), (BATCH_SIZE,), generator=generator)]
+        loss = -log_prob(batch).mean()
+        optimizer.zero_grad()
+        if torch.isfinite(loss):
+            loss.backward()
+            optimizer.step()
+        else:
+            nonfinite += 1
+        steps += 1
+        times.append(time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    skip = min(20, len(times) // 4)  # the first steps warm up allocators and caches
+    rate = (len(times) - 1 - skip) / (times[-1] - times[skip]) if len(times) > skip + 1 else float("nan")
+    out = dict(steps=steps, seconds=seconds, rate=rate, nonfinite=nonfinite, threads=str(threads),
+               params=int(sum(p.numel() for p in module.parameters())), recipe=f"Adam {peak_lr:g}"
+               + (f", weight decay {weight_decay:g}" if weight_decay else ""))
+    if evaluate:
+        module.eval()
+        with torch.no_grad():
+            values = np.concatenate([-log_prob(torch.from_numpy(x_test[i:i + 8192])).numpy()
+                                     for i in range(0, len(x_test), 8192)]).astype(np.float64)
+        values[~np.isfinite(values)] = np.inf
+        nll = float(values.mean())
+        out.update(nll=nll, gap=nll - target.entropy(),
+                   se=float(values.std(ddof=1) / np.sqrt(len(values))) if np.isfinite(nll) else float("nan"))
+    return out
+
+
+def worker(spec: dict) -> None:
+    if spec["model"] in ("flowlib", "flowlib_spline_equal"):
+        result = _flowlib_run(spec["model"], spec["target"], spec["budget"], spec["evaluate"])
+    else:
+        # bench/profile.py would shadow the standard library's profile module, which torch imports
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+        result = _torch_run(spec["model"], spec["target"], spec["budget"], spec["evaluate"], spec["threads"])
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------- the driver
+def default_python() -> str:
+    if os.environ.get("FLOWLIB_PEERS_PYTHON"):
+        return os.environ["FLOWLIB_PEERS_PYTHON"]
+    candidate = ROOT / ".venv-peers" / "bin" / "python"
+    return str(candidate) if candidate.exists() else sys.executable
+
+
+def run(python: str, model: str, target: str, budget: float, *, evaluate: bool = True, threads: int = 1) -> dict:
+    """One run in a fresh process; returns its figures with the load before and after."""
+    spec = dict(model=model, target=target, budget=budget, evaluate=evaluate, threads=threads)
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    if model in ("flowlib", "flowlib_spline_equal"):  # TensorFlow's own defaults
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(name)
+    load_before = _common.load()
+    started = time.perf_counter()
+    process = subprocess.run([python, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                             capture_output=True, text=True, env=env)
+    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    if process.returncode != 0 or not lines:
+        tail = "\n".join(process.stderr.strip().splitlines()[-5:])
+        return dict(error=f"exit {process.returncode}: {tail}", load_before=load_before, load_after=_common.load())
+    result = json.loads(lines[-1][len("RESULT "):])
+    result.update(load_before=load_before, load_after=_common.load(), wall=time.perf_counter() - started)
+    return result
+
+
+def row(target: str, model: str, result: dict) -> str:
+    label = LABELS[model]
+    if "error" in result:
+        return f"{target:<7} {label:<46} FAILED {result['error']}"
+    gap = f"{result['gap']:7.3f} {result['se']:6.3f}" if "gap" in result else f"{'':7} {'':6}"
+    return (f"{target:<7} {label:<46} {result['threads']:>10} {result['params']:>7,d} {result['steps']:>6d} "
+            f"{result['seconds']:6.1f} {result['rate']:7.1f} {gap} {result['nonfinite']:>4d}  "
+            f"{result['load_before']} -> {result['load_after'][5:]}")
+
+
+HEADER = (f"{'target':<7} {'model':<46} {'threads':>10} {'params':>7} {'steps':>6} {'secs':>6} {'steps/s':>7} "
+          f"{'gap':>7} {'± s.e.':>6} {'nan':>4}  load (1, 5, 15 min) at start -> end")
+
+
+def has_spline(python: str) -> bool:
+    code = "import sys; sys.path.insert(0, 'bench'); import _budget; sys.exit(not hasattr(_budget, 'spline_at_nsf_shape'))"
+    return subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True).returncode == 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds of training per run (default 60)")
+    parser.add_argument("--probe", type=float, default=8.0, help="seconds per thread-count probe (default 8)")
+    parser.add_argument("--python", default=None, help="interpreter with torch, zuko, normflows and flowlib")
+    parser.add_argument("--no-other-targets", action="store_true", help="only 'Flow'")
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    python = args.python or default_python()
+    missing = subprocess.run([python, "-c", "import torch, zuko, normflows, tensorflow, flowlib"],
+                             capture_output=True).returncode
+    if missing:
+        print(f"peers: skipped: {python} cannot import torch, zuko, normflows, tensorflow and flowlib; "
+              f"install them with pip install -e \".[peers]\" (a CPU build of torch first), "
+              f"or point --python / FLOWLIB_PEERS_PYTHON at such an interpreter")
+        return 0
+
+    with _common.recorded("peers", enabled=not args.no_record):
+        start = time.perf_counter()
+        _common.header("peers: flowlib's headline flow, zuko and normflows; same points, budget, batch, schedule")
+        versions = subprocess.run([python, "-c", "import torch, zuko, normflows; print(f'torch {torch.__version__} "
+                                   "| zuko {zuko.__version__} | normflows {normflows.__version__}')"],
+                                  capture_output=True, text=True).stdout.strip()
+        print(f"# {versions} | OMP_WAIT_POLICY=PASSIVE for torch | {args.budget:g} s per run, batch {BATCH_SIZE}, "
+              f"cosine decay over the budget, {NUM_TRAIN:,} training / {NUM_TEST:,} held-out points")
+
+        print(f"\n## threads for torch: steps/s in a {args.probe:g} s probe on 'Flow' (1, then 2 threads)")
+        best_threads = {}
+        for model in TORCH_PEERS:
+            rates = {}
+            for threads in (1, 2):
+                result = run(python, model, "Flow", args.probe, evaluate=False, threads=threads)
+                rates[threads] = result.get("rate", float("nan"))
+                print(f"#   {LABELS[model]:<46} {threads} thread{'s' if threads > 1 else ' '}: "
+                      f"{rates[threads]:6.1f} steps/s  ({result['load_before']} -> {result['load_after'][5:]})",
+                      flush=True)
+            best_threads[model] = max(rates, key=lambda t: (rates[t] if math.isfinite(rates[t]) else -1.0))
+            print(f"#   -> {LABELS[model]}: {best_threads[model]} thread(s)", flush=True)
+
+        print(f"\n## 'Flow', {args.budget:g} s each, one process at a time, the headline run twice "
+              f"(start and middle) to show the drift\n{HEADER}")
+        order = ["flowlib", "zuko_nsf", "zuko_realnvp", "flowlib", "normflows_realnvp", "normflows_spline"]
+        results: dict[str, list[dict]] = {}
+        for model in order:
+            result = run(python, model, "Flow", args.budget, threads=best_threads.get(model, 1))
+            results.setdefault(model, []).append(result)
+            print(row("Flow", model, result), flush=True)
+
+        def gap(model):
+            values = [r["gap"] for r in results[model] if "gap" in r and math.isfinite(r["gap"])]
+            return min(values) if values else math.inf
+
+        best_peer = min(TORCH_PEERS, key=gap)
+        headline = gap("flowlib")
+        print(f"# best peer on 'Flow': {LABELS[best_peer]} (gap {gap(best_peer):.3f}); flowlib headline's best gap "
+              f"{headline:.3f} = {headline / gap(best_peer):.2f} x the best peer's")
+
+        if not args.no_other_targets:
+            print(f"\n## targets the headline was not tuned on: flowlib headline and the best peer, interleaved\n{HEADER}")
+            for target in OTHER_TARGETS:
+                for model in ("flowlib", best_peer):
+                    result = run(python, model, target, args.budget, threads=best_threads.get(model, 1))
+                    print(row(target.replace("image:", ""), model, result), flush=True)
+
+        print("\n## the spline coupling step against zuko's NSF at equal shape (steps/s, 20 s each, interleaved)")
+        if has_spline(python):
+            rates = {}
+            for model in ("zuko_nsf_equal", "flowlib_spline_equal", "zuko_nsf_equal", "flowlib_spline_equal"):
+                result = run(python, model, "Flow", 20.0, evaluate=False, threads=best_threads["zuko_nsf"])
+                rates.setdefault(model, []).append(result.get("rate", float("nan")))
+                print(row("Flow", model, result), flush=True)
+            flowlib_rate, zuko_rate = max(rates["flowlib_spline_equal"]), max(rates["zuko_nsf_equal"])
+            print(f"# spline coupling step: {flowlib_rate:.1f} steps/s against zuko NSF's {zuko_rate:.1f}: "
+                  f"{flowlib_rate / zuko_rate:.2f}x (best of two each)")
+        else:
+            print("# skipped: this flowlib has no spline coupling flow (bench/_budget.spline_at_nsf_shape)")
+        print(f"\n# {_common.load()} at the end; the whole run took {(time.perf_counter() - start) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
