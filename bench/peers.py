@@ -29,7 +29,10 @@ spin-waiting a busy neighbour can slow a step by an order of magnitude), and eac
 first probed for a few seconds with 1 and with 2 threads; its runs then use whichever gave
 more steps per second (printed). flowlib runs with TensorFlow's default thread pools.
 
-After "Flow", the headline and the best peer on "Flow" are run, interleaved, on targets
+Columns: ``1st`` is the time before the steady rate (flowlib: compiling the training step,
+estimated as in quality.py; torch: the first step), ``nan`` the non-finite losses met
+(flowlib's rescues; a peer skips the step). After "Flow", the headline and the best peer on
+"Flow" are run, interleaved, on targets
 the headline was not tuned on: two other words and one image (a heart drawn with numpy,
 as in notebook 03). If flowlib has a spline coupling flow, its steps per second are also
 measured against zuko's NSF at equal shape (3 transforms, (64, 64) networks, 8 bins).
@@ -43,6 +46,7 @@ interpreter). Results: ``bench/results/peers.txt``.
     .venv-peers/bin/python bench/peers.py                     # about 17 minutes
     .venv-peers/bin/python bench/peers.py --budget 20 --no-other-targets --no-record  # a quick look
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,24 +96,44 @@ def target_and_data(name: str):
 
 
 # --------------------------------------------------------------------------- flowlib workers
+class _SplineAtNsfShape:
+    """flowlib's spline coupling flow at zuko NSF's tutorial shape: 3 layers, (64, 64), 8 bins."""
+
+    batch_size, learning_rate, schedule = BATCH_SIZE, 1e-3, "cosine"
+
+    def label(self) -> str:
+        return "3 spline couplings, (64, 64), 8 bins, Adam 1e-3"
+
+    def build(self, seed: int):
+        from flowlib import flows
+
+        return flows.spline(num_layers=3, hidden_units=(64, 64), num_bins=8, seed=seed)
+
+
 def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool) -> dict:
     import _budget
 
     target, x_train, x_test = target_and_data(target_name)
     _budget.warm_up(x_train)  # imports and first traces of TFP, outside the budget (as in quality.py)
-    if model == "flowlib":
-        config = _budget.headline()
-        label = config.label().strip()
-    else:  # the spline coupling at zuko NSF's shape
-        config = _budget.spline_at_nsf_shape()
-        label = "spline coupling"
-    result, flow, _ = _budget.train_for_budget(config, budget, target, x_train, x_test if evaluate else x_test[:256],
-                                               seed=0, return_flow=True)
+    config = _budget.headline() if model == "flowlib" else _SplineAtNsfShape()
+    result, flow, _ = _budget.train_for_budget(
+        config, budget, target, x_train, x_test if evaluate else x_test[:256], seed=0, return_flow=True
+    )
     from flowlib import flows
 
-    return dict(steps=result.steps, seconds=result.seconds, rate=result.rate, nll=result.nll,
-                gap=result.gap, se=result.standard_error, nonfinite=result.rescues,
-                params=flows.num_parameters(flow), recipe=label, threads="TF default")
+    out = dict(
+        steps=result.steps,
+        seconds=result.seconds,
+        rate=result.rate,
+        first=result.fixed_seconds,
+        nonfinite=result.rescues,
+        params=flows.num_parameters(flow),
+        recipe=config.label().strip(),
+        threads="TF default",
+    )
+    if evaluate:
+        out.update(nll=result.nll, gap=result.gap, se=result.standard_error)
+    return out
 
 
 # --------------------------------------------------------------------------- torch workers
@@ -164,7 +188,9 @@ def _torch_run(model: str, target_name: str, budget: float, evaluate: bool, thre
         elapsed = time.perf_counter() - start
         if elapsed >= budget:
             break
-        for group in optimizer.param_groups:  # cosine decay over the time budget, as fit(schedule_by_time=True)
+        for (
+            group
+        ) in optimizer.param_groups:  # cosine decay over the time budget, as fit(schedule_by_time=True)
             group["lr"] = peak_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, elapsed / budget)))
         batch = data[torch.randint(len(data), (BATCH_SIZE,), generator=generator)]
         loss = -log_prob(batch).mean()
@@ -177,20 +203,35 @@ def _torch_run(model: str, target_name: str, budget: float, evaluate: bool, thre
         steps += 1
         times.append(time.perf_counter() - start)
     seconds = time.perf_counter() - start
+    first = times[0] if times else float("nan")
     skip = min(20, len(times) // 4)  # the first steps warm up allocators and caches
     rate = (len(times) - 1 - skip) / (times[-1] - times[skip]) if len(times) > skip + 1 else float("nan")
-    out = dict(steps=steps, seconds=seconds, rate=rate, nonfinite=nonfinite, threads=str(threads),
-               params=int(sum(p.numel() for p in module.parameters())), recipe=f"Adam {peak_lr:g}"
-               + (f", weight decay {weight_decay:g}" if weight_decay else ""))
+    out = dict(
+        steps=steps,
+        seconds=seconds,
+        rate=rate,
+        first=first,
+        nonfinite=nonfinite,
+        threads=str(threads),
+        params=int(sum(p.numel() for p in module.parameters())),
+        recipe=f"Adam {peak_lr:g}" + (f", weight decay {weight_decay:g}" if weight_decay else ""),
+    )
     if evaluate:
         module.eval()
         with torch.no_grad():
-            values = np.concatenate([-log_prob(torch.from_numpy(x_test[i:i + 8192])).numpy()
-                                     for i in range(0, len(x_test), 8192)]).astype(np.float64)
+            values = np.concatenate(
+                [
+                    -log_prob(torch.from_numpy(x_test[i : i + 8192])).numpy()
+                    for i in range(0, len(x_test), 8192)
+                ]
+            ).astype(np.float64)
         values[~np.isfinite(values)] = np.inf
         nll = float(values.mean())
-        out.update(nll=nll, gap=nll - target.entropy(),
-                   se=float(values.std(ddof=1) / np.sqrt(len(values))) if np.isfinite(nll) else float("nan"))
+        out.update(
+            nll=nll,
+            gap=nll - target.entropy(),
+            se=float(values.std(ddof=1) / np.sqrt(len(values))) if np.isfinite(nll) else float("nan"),
+        )
     return out
 
 
@@ -212,23 +253,36 @@ def default_python() -> str:
     return str(candidate) if candidate.exists() else sys.executable
 
 
-def run(python: str, model: str, target: str, budget: float, *, evaluate: bool = True, threads: int = 1) -> dict:
+def run(
+    python: str, model: str, target: str, budget: float, *, evaluate: bool = True, threads: int = 1
+) -> dict:
     """One run in a fresh process; returns its figures with the load before and after."""
     spec = dict(model=model, target=target, budget=budget, evaluate=evaluate, threads=threads)
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(
+        os.environ,
+        OMP_WAIT_POLICY="PASSIVE",
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
     if model in ("flowlib", "flowlib_spline_equal"):  # TensorFlow's own defaults
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.pop(name)
     load_before = _common.load()
     started = time.perf_counter()
-    process = subprocess.run([python, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                             capture_output=True, text=True, env=env)
+    process = subprocess.run(
+        [python, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not lines:
         tail = "\n".join(process.stderr.strip().splitlines()[-5:])
-        return dict(error=f"exit {process.returncode}: {tail}", load_before=load_before, load_after=_common.load())
-    result = json.loads(lines[-1][len("RESULT "):])
+        return dict(
+            error=f"exit {process.returncode}: {tail}", load_before=load_before, load_after=_common.load()
+        )
+    result = json.loads(lines[-1][len("RESULT ") :])
     result.update(load_before=load_before, load_after=_common.load(), wall=time.perf_counter() - started)
     return result
 
@@ -238,17 +292,23 @@ def row(target: str, model: str, result: dict) -> str:
     if "error" in result:
         return f"{target:<7} {label:<46} FAILED {result['error']}"
     gap = f"{result['gap']:7.3f} {result['se']:6.3f}" if "gap" in result else f"{'':7} {'':6}"
-    return (f"{target:<7} {label:<46} {result['threads']:>10} {result['params']:>7,d} {result['steps']:>6d} "
-            f"{result['seconds']:6.1f} {result['rate']:7.1f} {gap} {result['nonfinite']:>4d}  "
-            f"{result['load_before']} -> {result['load_after'][5:]}")
+    return (
+        f"{target:<7} {label:<46} {result['threads']:>10} {result['params']:>7,d} {result['steps']:>6d} "
+        f"{result['seconds']:6.1f} {result['first']:6.1f} {result['rate']:7.1f} {gap} "
+        f"{result['nonfinite']:>4d}  "
+        f"{result['load_before']} -> {result['load_after'][5:]}"
+    )
 
 
-HEADER = (f"{'target':<7} {'model':<46} {'threads':>10} {'params':>7} {'steps':>6} {'secs':>6} {'steps/s':>7} "
-          f"{'gap':>7} {'± s.e.':>6} {'nan':>4}  load (1, 5, 15 min) at start -> end")
+HEADER = (
+    f"{'target':<7} {'model':<46} {'threads':>10} {'params':>7} {'steps':>6} {'secs':>6} {'1st':>6} "
+    f"{'steps/s':>7} "
+    f"{'gap':>7} {'± s.e.':>6} {'nan':>4}  load (1, 5, 15 min) at start -> end"
+)
 
 
 def has_spline(python: str) -> bool:
-    code = "import sys; sys.path.insert(0, 'bench'); import _budget; sys.exit(not hasattr(_budget, 'spline_at_nsf_shape'))"
+    code = "import sys; from flowlib import flows; sys.exit(not hasattr(flows, 'spline'))"
     return subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True).returncode == 0
 
 
@@ -265,22 +325,37 @@ def main(argv=None) -> int:
         worker(json.loads(args.worker))
         return 0
     python = args.python or default_python()
-    missing = subprocess.run([python, "-c", "import torch, zuko, normflows, tensorflow, flowlib"],
-                             capture_output=True).returncode
+    missing = subprocess.run(
+        [python, "-c", "import torch, zuko, normflows, tensorflow, flowlib"], capture_output=True
+    ).returncode
     if missing:
-        print(f"peers: skipped: {python} cannot import torch, zuko, normflows, tensorflow and flowlib; "
-              f"install them with pip install -e \".[peers]\" (a CPU build of torch first), "
-              f"or point --python / FLOWLIB_PEERS_PYTHON at such an interpreter")
+        print(
+            f"peers: skipped: {python} cannot import torch, zuko, normflows, tensorflow and flowlib; "
+            f'install them with pip install -e ".[peers]" (a CPU build of torch first), '
+            f"or point --python / FLOWLIB_PEERS_PYTHON at such an interpreter"
+        )
         return 0
 
     with _common.recorded("peers", enabled=not args.no_record):
         start = time.perf_counter()
-        _common.header("peers: flowlib's headline flow, zuko and normflows; same points, budget, batch, schedule")
-        versions = subprocess.run([python, "-c", "import torch, zuko, normflows; print(f'torch {torch.__version__} "
-                                   "| zuko {zuko.__version__} | normflows {normflows.__version__}')"],
-                                  capture_output=True, text=True).stdout.strip()
-        print(f"# {versions} | OMP_WAIT_POLICY=PASSIVE for torch | {args.budget:g} s per run, batch {BATCH_SIZE}, "
-              f"cosine decay over the budget, {NUM_TRAIN:,} training / {NUM_TEST:,} held-out points")
+        _common.header(
+            "peers: flowlib's headline flow, zuko and normflows; same points, budget, batch, schedule"
+        )
+        versions = subprocess.run(
+            [
+                python,
+                "-c",
+                "import torch, zuko, normflows; print(f'torch {torch.__version__} "
+                "| zuko {zuko.__version__} | normflows {normflows.__version__}')",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        print(
+            f"# {versions} | OMP_WAIT_POLICY=PASSIVE for torch | {args.budget:g} s per run, "
+            f"batch {BATCH_SIZE}, "
+            f"cosine decay over the budget, {NUM_TRAIN:,} training / {NUM_TEST:,} held-out points"
+        )
 
         print(f"\n## threads for torch: steps/s in a {args.probe:g} s probe on 'Flow' (1, then 2 threads)")
         best_threads = {}
@@ -289,14 +364,18 @@ def main(argv=None) -> int:
             for threads in (1, 2):
                 result = run(python, model, "Flow", args.probe, evaluate=False, threads=threads)
                 rates[threads] = result.get("rate", float("nan"))
-                print(f"#   {LABELS[model]:<46} {threads} thread{'s' if threads > 1 else ' '}: "
-                      f"{rates[threads]:6.1f} steps/s  ({result['load_before']} -> {result['load_after'][5:]})",
-                      flush=True)
-            best_threads[model] = max(rates, key=lambda t: (rates[t] if math.isfinite(rates[t]) else -1.0))
+                print(
+                    f"#   {LABELS[model]:<46} {threads} thread{'s' if threads > 1 else ' '}: "
+                    f"{rates[threads]:6.1f} steps/s  ({result['load_before']} -> {result['load_after'][5:]})",
+                    flush=True,
+                )
+            best_threads[model] = max(rates, key=lambda t: rates[t] if math.isfinite(rates[t]) else -1.0)
             print(f"#   -> {LABELS[model]}: {best_threads[model]} thread(s)", flush=True)
 
-        print(f"\n## 'Flow', {args.budget:g} s each, one process at a time, the headline run twice "
-              f"(start and middle) to show the drift\n{HEADER}")
+        print(
+            f"\n## 'Flow', {args.budget:g} s each, one process at a time, the headline run twice "
+            f"(start and middle) to show the drift\n{HEADER}"
+        )
         order = ["flowlib", "zuko_nsf", "zuko_realnvp", "flowlib", "normflows_realnvp", "normflows_spline"]
         results: dict[str, list[dict]] = {}
         for model in order:
@@ -310,17 +389,26 @@ def main(argv=None) -> int:
 
         best_peer = min(TORCH_PEERS, key=gap)
         headline = gap("flowlib")
-        print(f"# best peer on 'Flow': {LABELS[best_peer]} (gap {gap(best_peer):.3f}); flowlib headline's best gap "
-              f"{headline:.3f} = {headline / gap(best_peer):.2f} x the best peer's")
+        print(
+            f"# best peer on 'Flow': {LABELS[best_peer]} (gap {gap(best_peer):.3f}); "
+            f"flowlib headline's best gap "
+            f"{headline:.3f} = {headline / gap(best_peer):.2f} x the best peer's"
+        )
 
         if not args.no_other_targets:
-            print(f"\n## targets the headline was not tuned on: flowlib headline and the best peer, interleaved\n{HEADER}")
+            print(
+                "\n## targets the headline was not tuned on: flowlib headline and the best peer, "
+                f"interleaved\n{HEADER}"
+            )
             for target in OTHER_TARGETS:
                 for model in ("flowlib", best_peer):
                     result = run(python, model, target, args.budget, threads=best_threads.get(model, 1))
                     print(row(target.replace("image:", ""), model, result), flush=True)
 
-        print("\n## the spline coupling step against zuko's NSF at equal shape (steps/s, 20 s each, interleaved)")
+        print(
+            "\n## the spline coupling step against zuko's NSF at equal shape "
+            "(steps/s, 20 s each, interleaved)"
+        )
         if has_spline(python):
             rates = {}
             for model in ("zuko_nsf_equal", "flowlib_spline_equal", "zuko_nsf_equal", "flowlib_spline_equal"):
@@ -328,11 +416,16 @@ def main(argv=None) -> int:
                 rates.setdefault(model, []).append(result.get("rate", float("nan")))
                 print(row("Flow", model, result), flush=True)
             flowlib_rate, zuko_rate = max(rates["flowlib_spline_equal"]), max(rates["zuko_nsf_equal"])
-            print(f"# spline coupling step: {flowlib_rate:.1f} steps/s against zuko NSF's {zuko_rate:.1f}: "
-                  f"{flowlib_rate / zuko_rate:.2f}x (best of two each)")
+            print(
+                f"# spline coupling step: {flowlib_rate:.1f} steps/s against zuko NSF's {zuko_rate:.1f}: "
+                f"{flowlib_rate / zuko_rate:.2f}x (best of two each)"
+            )
         else:
-            print("# skipped: this flowlib has no spline coupling flow (bench/_budget.spline_at_nsf_shape)")
-        print(f"\n# {_common.load()} at the end; the whole run took {(time.perf_counter() - start) / 60:.1f} min")
+            print("# skipped: this flowlib has no spline coupling flow (flows.spline)")
+        print(
+            f"\n# {_common.load()} at the end; "
+            f"the whole run took {(time.perf_counter() - start) / 60:.1f} min"
+        )
     return 0
 
 
