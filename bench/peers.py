@@ -26,8 +26,8 @@ the batch and the schedule are the protocol's):
 
 PyTorch on a 2-core machine: ``OMP_WAIT_POLICY=PASSIVE`` is set (with OpenMP's default
 spin-waiting a busy neighbour can slow a step by an order of magnitude), and each peer is
-first probed for a few seconds with 1 and with 2 threads; its runs then use whichever gave
-more steps per second (printed). flowlib runs with TensorFlow's default thread pools.
+first probed in one process for a few seconds with 1, 2, 1 and 2 threads; its runs then
+use whichever gave more steps per second (printed). flowlib runs with TensorFlow's default thread pools.
 
 Columns: ``1st`` is the time before the steady rate (flowlib: compiling the training step,
 estimated as in quality.py; torch: the first step), ``nan`` the non-finite losses met
@@ -43,7 +43,7 @@ the multi-GB CUDA build). The workers run with ``--python`` (default:
 ``$FLOWLIB_PEERS_PYTHON``, else ``.venv-peers/bin/python`` if it exists, else this
 interpreter). Results: ``bench/results/peers.txt``.
 
-    .venv-peers/bin/python bench/peers.py                     # about 17 minutes
+    .venv-peers/bin/python bench/peers.py                     # about 20 minutes on 2 cores
     .venv-peers/bin/python bench/peers.py --budget 20 --no-other-targets --no-record  # a quick look
 """
 
@@ -107,7 +107,7 @@ class _SplineAtNsfShape:
     def build(self, seed: int):
         from flowlib import flows
 
-        return flows.spline(num_layers=3, hidden_units=(64, 64), num_bins=8, seed=seed)
+        return flows.spline_flow(num_layers=3, hidden_units=(64, 64), num_bins=8, seed=seed)
 
 
 def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool, threads: int | None) -> dict:
@@ -241,6 +241,33 @@ def _torch_run(model: str, target_name: str, budget: float, evaluate: bool, thre
     return out
 
 
+def _torch_probe(model: str, seconds: float) -> dict:
+    """Steps per second of one peer with 1 and with 2 threads, alternating (1, 2, 1, 2), best of each."""
+    import torch
+
+    torch.manual_seed(0)
+    _, x_train, _ = target_and_data("Flow")
+    log_prob, module, peak_lr, weight_decay = _torch_model(model)
+    optimizer = torch.optim.Adam(module.parameters(), lr=peak_lr, weight_decay=weight_decay)
+    data = torch.from_numpy(x_train)
+    generator = torch.Generator().manual_seed(0)
+    rates: dict[int, float] = {1: 0.0, 2: 0.0}
+    for threads in (1, 2, 1, 2):
+        torch.set_num_threads(threads)
+        steps, start = 0, None
+        while start is None or time.perf_counter() - start < seconds:
+            if steps == 5:  # the first steps after a change of threads warm up
+                start = time.perf_counter()
+            batch = data[torch.randint(len(data), (BATCH_SIZE,), generator=generator)]
+            loss = -log_prob(batch).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+        rates[threads] = max(rates[threads], (steps - 5) / (time.perf_counter() - start))
+    return dict(rates=rates)
+
+
 def worker(spec: dict) -> None:
     if spec["model"] in ("flowlib", "flowlib_spline_equal"):
         result = _flowlib_run(
@@ -249,6 +276,9 @@ def worker(spec: dict) -> None:
     else:
         # bench/profile.py would shadow the standard library's profile module, which torch imports
         sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+        if spec.get("probe"):
+            print("RESULT " + json.dumps(_torch_probe(spec["model"], spec["budget"])), flush=True)
+            return
         result = _torch_run(spec["model"], spec["target"], spec["budget"], spec["evaluate"], spec["threads"])
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -262,13 +292,20 @@ def default_python() -> str:
 
 
 def run(
-    python: str, model: str, target: str, budget: float, *, evaluate: bool = True, threads: int = 1
+    python: str,
+    model: str,
+    target: str,
+    budget: float,
+    *,
+    evaluate: bool = True,
+    threads: int = 1,
+    probe: bool = False,
 ) -> dict:
     """One run in a fresh process; returns its figures with the load before and after.
 
     ``threads``: torch's thread count; for flowlib 0 keeps TensorFlow's default pools.
     """
-    spec = dict(model=model, target=target, budget=budget, evaluate=evaluate, threads=threads)
+    spec = dict(model=model, target=target, budget=budget, evaluate=evaluate, threads=threads, probe=probe)
     env = dict(
         os.environ,
         OMP_WAIT_POLICY="PASSIVE",
@@ -319,14 +356,14 @@ HEADER = (
 
 
 def has_spline(python: str) -> bool:
-    code = "import sys; from flowlib import flows; sys.exit(not hasattr(flows, 'spline'))"
+    code = "import sys; from flowlib import flows; sys.exit(not hasattr(flows, 'spline_flow'))"
     return subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True).returncode == 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of training per run (default 60)")
-    parser.add_argument("--probe", type=float, default=8.0, help="seconds per thread-count probe (default 8)")
+    parser.add_argument("--probe", type=float, default=4.0, help="seconds per thread-count probe (default 4)")
     parser.add_argument("--python", default=None, help="interpreter with torch, zuko, normflows and flowlib")
     parser.add_argument("--no-other-targets", action="store_true", help="only 'Flow'")
     parser.add_argument("--no-record", action="store_true")
@@ -368,26 +405,25 @@ def main(argv=None) -> int:
             f"cosine decay over the budget, {NUM_TRAIN:,} training / {NUM_TEST:,} held-out points"
         )
 
-        print(f"\n## threads for torch: steps/s in a {args.probe:g} s probe on 'Flow' (1, then 2 threads)")
+        print(
+            f"\n## threads for torch: steps/s in {args.probe:g} s probes on 'Flow', one process per peer, "
+            "threads 1, 2, 1, 2 (best of each)"
+        )
         best_threads = {}
         for model in TORCH_PEERS:
-            rates = {}
-            for threads in (1, 2):
-                result = run(python, model, "Flow", args.probe, evaluate=False, threads=threads)
-                rates[threads] = result.get("rate", float("nan"))
-                print(
-                    f"#   {LABELS[model]:<46} {threads} thread{'s' if threads > 1 else ' '}: "
-                    f"{rates[threads]:6.1f} steps/s  ({result['load_before']} -> {result['load_after'][5:]})",
-                    flush=True,
-                )
+            result = run(python, model, "Flow", args.probe, evaluate=False, threads=2, probe=True)
+            rates = {int(k): v for k, v in result.get("rates", {1: math.nan, 2: math.nan}).items()}
+            print(
+                f"#   {LABELS[model]:<46} 1 thread: {rates[1]:6.1f} steps/s, "
+                f"2 threads: {rates[2]:6.1f} steps/s"
+                f"  ({result['load_before']} -> {result['load_after'][5:]})",
+                flush=True,
+            )
             best_threads[model] = max(rates, key=lambda t: rates[t] if math.isfinite(rates[t]) else -1.0)
             print(f"#   -> {LABELS[model]}: {best_threads[model]} thread(s)", flush=True)
 
-        print(
-            f"\n## 'Flow', {args.budget:g} s each, one process at a time, the headline run twice "
-            f"(start and middle) to show the drift\n{HEADER}"
-        )
-        order = ["flowlib", "zuko_nsf", "zuko_realnvp", "flowlib", "normflows_realnvp", "normflows_spline"]
+        print(f"\n## 'Flow', {args.budget:g} s each, one process at a time\n{HEADER}")
+        order = ["flowlib", "zuko_nsf", "zuko_realnvp", "normflows_realnvp", "normflows_spline"]
         results: dict[str, list[dict]] = {}
         for model in order:
             result = run(python, model, "Flow", args.budget, threads=best_threads.get(model, 0))
@@ -436,7 +472,7 @@ def main(argv=None) -> int:
                 f"{flowlib_rate / zuko_rate:.2f}x (zuko: the better of its two runs)"
             )
         else:
-            print("# skipped: this flowlib has no spline coupling flow (flows.spline)")
+            print("# skipped: this flowlib has no spline coupling flow (flows.spline_flow)")
         print(
             f"\n# {_common.load()} at the end; "
             f"the whole run took {(time.perf_counter() - start) / 60:.1f} min"

@@ -162,7 +162,8 @@ np.testing.assert_allclose(tfp_spline.forward_log_det_jacobian(x_grid, event_ndi
                            log_slope, atol=1e-9)
 
 eps = 1e-6
-finite_difference = (rq_spline_forward(x_grid + eps, *knots)[0] - rq_spline_forward(x_grid - eps, *knots)[0]) / (2 * eps)
+finite_difference = (rq_spline_forward(x_grid + eps, *knots)[0]
+                     - rq_spline_forward(x_grid - eps, *knots)[0]) / (2 * eps)
 np.testing.assert_allclose(np.log(finite_difference), log_slope, atol=1e-4)
 print("the NumPy spline equals tfb.RationalQuadraticSpline to 1e-9, and log g' its finite difference")
 
@@ -220,7 +221,8 @@ plt.show()
 spline_layer = splines.SplineCoupling(bijectors.half_mask(2), num_bins=8, bound=4.0,
                                       network=bijectors.MLP(1, 3 * 8 - 1, (32, 32), seed=3, zero_last=False))
 points = tf.constant(np.random.default_rng(1).uniform(-10, 10, size=(500, 2)), tf.float32)
-np.testing.assert_allclose(spline_layer.inverse(spline_layer.forward(points)).numpy(), points.numpy(), atol=1e-4)
+round_trip = spline_layer.inverse(spline_layer.forward(points))
+np.testing.assert_allclose(round_trip.numpy(), points.numpy(), atol=1e-4)
 
 with tf.GradientTape() as tape:
     tape.watch(points)
@@ -399,10 +401,12 @@ np.testing.assert_allclose(actnorm.inverse_log_det_jacobian(x_train[:3], event_n
 # $$ \log|\det W| = \sum_i \log |U_{ii}| ,$$
 #
 # because $\det P = \pm 1$, $\det L = 1$ and the determinant of a triangular matrix is the
-# product of its diagonal (Exercise 3). TFP has this as `tfb.ScaleMatvecLU`. Started at
-# the swap ($P$ the swap, $L = U = I$), it can learn any rotation, shear or reflection in
-# between: the swap is one point of a space of mixings that training can move through.
-# Below, a few matrices $W = PLU$ and what they do to the word, next to the swap.
+# product of its diagonal (Exercise 3). TFP has this as `tfb.ScaleMatvecLU`; the swap is
+# the special case $P$ = swap, $L = U = I$, one point in a space of mixings (rotations,
+# shears, scalings) that training can move through. flowlib's `flows.lu_linear` starts
+# $W$ at a random rotation, as Glow does: a rotation maps the standard normal base onto
+# itself, so a fresh flow is still the base distribution. Below, a few matrices $W = PLU$
+# and what they do to the word, next to the swap.
 
 # %%
 def lu_matrix(lower_upper, permutation):
@@ -442,12 +446,12 @@ plt.show()
 
 # %%
 STEPS = 2000
-candidates = {
-    "NICE": lambda: flows.nice(num_layers=6, seed=0),
-    "RealNVP": lambda: flows.realnvp(normalization="none", seed=0),
-    "RealNVP + LU mixing": lambda: flows.realnvp(normalization="none", permutation="lu", seed=0),
-    "MAF": lambda: flows.maf(num_layers=6, seed=0),
-    "spline coupling": lambda: flows.spline(seed=0),
+candidates = {  # eight layers each, networks of two hidden layers of 64 units
+    "NICE": lambda: flows.nice(num_layers=8, seed=0),
+    "RealNVP": lambda: flows.realnvp(num_layers=8, normalization="none", seed=0),
+    "RealNVP + LU mixing": lambda: flows.realnvp(num_layers=8, normalization="none", permutation="lu", seed=0),
+    "MAF": lambda: flows.maf(num_layers=8, seed=0),
+    "spline coupling": lambda: flows.spline_flow(num_layers=8, seed=0),
 }
 
 results, trained = {}, {}
@@ -456,7 +460,8 @@ for name, build in candidates.items():
     untrained_gap = metrics.evaluate(flow, target, x_test[:5000]).gap
     history = train.fit(flow, x_train, steps=STEPS, seed=0, progress=False)
     evaluation = metrics.evaluate(flow, target, x_test)
-    rate = (history.steps - 100) / (history.times[-1] - history.times[0]) if len(history.times) > 1 else np.nan
+    calls = len(history.times)  # the first call includes compiling the training step
+    rate = 100 * (calls - 1) / (history.times[-1] - history.times[0]) if calls > 1 else np.nan
     sample = tf.function(lambda flow=flow: flow.sample(20_000, seed=2))
     log_prob = tf.function(flow.log_prob)
     results[name] = dict(gap=evaluation.gap, se=evaluation.standard_error, untrained=untrained_gap,
@@ -569,7 +574,7 @@ def forbidden(*attributes):
 
 def rq_spline_inverse(y, x_knots, y_knots, derivatives):
     y = np.asarray(y, dtype=np.float64)
-    ### BEGIN SOLUTION hint: as in rq_spline_forward, but search the bin among y_knots; then a, b, c from the text and xi = 2c / (-b - sqrt(b^2 - 4ac))
+    ### BEGIN SOLUTION hint: find the bin among y_knots; a, b, c as in the text; xi = 2c/(-b - sqrt(b^2-4ac))
     inside = (y > y_knots[0]) & (y < y_knots[-1])
     k = np.clip(np.searchsorted(y_knots, y, side="right") - 1, 0, len(y_knots) - 2)
     w, h = x_knots[k + 1] - x_knots[k], y_knots[k + 1] - y_knots[k]
@@ -589,7 +594,8 @@ with forbidden((sys.modules[__name__], "rq_spline_forward"), (tfb, "RationalQuad
                (np, "interp"), (np, "roots")):
     ex1_back = rq_spline_inverse(ex1_y, *knots)
 np.testing.assert_allclose(ex1_back, ex1_x, atol=1e-9)  # including both tails
-ex1_random = splines.spline_parameters(tf.constant(np.random.default_rng(5).normal(size=(1, 23)), tf.float64), 8, 2.0)
+ex1_raw = tf.constant(np.random.default_rng(5).normal(size=(1, 3 * 8 - 1)), tf.float64)
+ex1_random = splines.spline_parameters(ex1_raw, 8, 2.0)  # 8 bins on [-2, 2], as a network might choose
 ex1_knots = spline_knots(*(p.numpy()[0] for p in ex1_random), 2.0)
 ex1_y2, _ = rq_spline_forward(ex1_x, *ex1_knots)
 with forbidden((sys.modules[__name__], "rq_spline_forward"), (tfb, "RationalQuadraticSpline")):
@@ -608,9 +614,10 @@ print("your inverse undoes both splines to 1e-8, tails included")
 
 # %%
 def made_masks_by_hand(dim, hidden_units):
-    ### BEGIN SOLUTION hint: compute the degrees of every layer first; a hidden unit reads degrees <= its own, an output reads degrees strictly below its own
+    ### BEGIN SOLUTION hint: degrees of every layer first; hidden reads degrees <= own, output strictly below
     degrees = [np.arange(1, dim + 1)] + [np.arange(units) % (dim - 1) + 1 for units in hidden_units]
-    masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32) for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+    masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32)
+             for d_in, d_out in zip(degrees[:-1], degrees[1:])]
     masks.append((np.arange(1, dim + 1)[None, :] > degrees[-1][:, None]).astype(np.float32))
     return masks
     ### END SOLUTION
@@ -636,7 +643,7 @@ print("your masks make the network autoregressive, with every allowed connection
 # %%
 def lu_log_abs_det(lower_upper):
     lower_upper = np.asarray(lower_upper, dtype=np.float64)
-    ### BEGIN SOLUTION hint: det P = ±1 and det L = 1; the determinant of a triangular matrix is the product of its diagonal
+    ### BEGIN SOLUTION hint: det P = ±1, det L = 1; a triangular determinant is the product of the diagonal
     return np.sum(np.log(np.abs(np.diag(lower_upper))))
     ### END SOLUTION
 
