@@ -25,9 +25,10 @@ the batch and the schedule are the protocol's):
   layers instead of its 16, so that it trains at a usable rate on a CPU.
 
 PyTorch on a 2-core machine: ``OMP_WAIT_POLICY=PASSIVE`` is set (with OpenMP's default
-spin-waiting a busy neighbour can slow a step by an order of magnitude), and each peer is
-first probed in one process for a few seconds with 1, 2, 1 and 2 threads; its runs then
-use whichever gave more steps per second (printed). flowlib runs with TensorFlow's default thread pools.
+spin-waiting a busy neighbour can slow a step by an order of magnitude), and in each
+peer's process, before its run on "Flow", a throw-away copy of the model is trained for a
+few seconds with 1, 2, 1 and 2 threads; the run (and the peer's later runs) use whichever
+gave more steps per second (printed). flowlib runs with TensorFlow's default thread pools.
 
 Columns: ``1st`` is the time before the steady rate (flowlib: compiling the training step,
 estimated as in quality.py; torch: the first step), ``nan`` the non-finite losses met
@@ -276,10 +277,12 @@ def worker(spec: dict) -> None:
     else:
         # bench/profile.py would shadow the standard library's profile module, which torch imports
         sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-        if spec.get("probe"):
-            print("RESULT " + json.dumps(_torch_probe(spec["model"], spec["budget"])), flush=True)
-            return
+        rates = None
+        if spec.get("probe"):  # choose the thread count on a throw-away copy of the model first
+            rates = _torch_probe(spec["model"], spec["probe"])["rates"]
+            spec["threads"] = max(rates, key=lambda t: rates[t])
         result = _torch_run(spec["model"], spec["target"], spec["budget"], spec["evaluate"], spec["threads"])
+        result["rates"] = rates
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -299,7 +302,7 @@ def run(
     *,
     evaluate: bool = True,
     threads: int = 1,
-    probe: bool = False,
+    probe: float = 0.0,
 ) -> dict:
     """One run in a fresh process; returns its figures with the load before and after.
 
@@ -405,30 +408,29 @@ def main(argv=None) -> int:
             f"cosine decay over the budget, {NUM_TRAIN:,} training / {NUM_TEST:,} held-out points"
         )
 
-        print(
-            f"\n## threads for torch: steps/s in {args.probe:g} s probes on 'Flow', one process per peer, "
-            "threads 1, 2, 1, 2 (best of each)"
-        )
-        best_threads = {}
-        for model in TORCH_PEERS:
-            result = run(python, model, "Flow", args.probe, evaluate=False, threads=2, probe=True)
-            rates = {int(k): v for k, v in result.get("rates", {1: math.nan, 2: math.nan}).items()}
-            print(
-                f"#   {LABELS[model]:<46} 1 thread: {rates[1]:6.1f} steps/s, "
-                f"2 threads: {rates[2]:6.1f} steps/s"
-                f"  ({result['load_before']} -> {result['load_after'][5:]})",
-                flush=True,
-            )
-            best_threads[model] = max(rates, key=lambda t: rates[t] if math.isfinite(rates[t]) else -1.0)
-            print(f"#   -> {LABELS[model]}: {best_threads[model]} thread(s)", flush=True)
-
         print(f"\n## 'Flow', {args.budget:g} s each, one process at a time\n{HEADER}")
         order = ["flowlib", "zuko_nsf", "zuko_realnvp", "normflows_realnvp", "normflows_spline"]
         results: dict[str, list[dict]] = {}
+        best_threads: dict[str, int] = {}
+        probes: list[str] = []
         for model in order:
-            result = run(python, model, "Flow", args.budget, threads=best_threads.get(model, 0))
+            probe = args.probe if model in TORCH_PEERS else 0.0
+            # torch peers start their process with 2 threads allowed and keep the better count
+            result = run(python, model, "Flow", args.budget, threads=2 if probe else 0, probe=probe)
             results.setdefault(model, []).append(result)
             print(row("Flow", model, result), flush=True)
+            if result.get("rates"):
+                best_threads[model] = int(result["threads"])
+                probes.append(
+                    f"#   {LABELS[model]:<46} 1 thread: {result['rates']['1']:6.1f} steps/s, "
+                    f"2 threads: {result['rates']['2']:6.1f} steps/s -> {result['threads']}"
+                )
+        print(
+            f"# torch's threads, chosen per peer in the same process before its run ({args.probe:g} s "
+            "probes on a throw-away copy of the model, threads 1, 2, 1, 2, best of each; "
+            "OMP_WAIT_POLICY=PASSIVE):"
+        )
+        print("\n".join(probes))
 
         def gap(model):
             values = [r["gap"] for r in results[model] if "gap" in r and math.isfinite(r["gap"])]
@@ -459,7 +461,9 @@ def main(argv=None) -> int:
         if has_spline(python):
             rates = {}
             for model in ("zuko_nsf_equal", "flowlib_spline_equal", "zuko_nsf_equal"):
-                threads = best_threads["zuko_nsf"] if model == "zuko_nsf_equal" else 0  # 0: TF's defaults
+                threads = (
+                    best_threads.get("zuko_nsf", 1) if model == "zuko_nsf_equal" else 0
+                )  # 0: TF's defaults
                 result = run(python, model, "Flow", 40.0, evaluate=False, threads=threads)
                 rates.setdefault(model, []).append(result.get("rate", float("nan")))
                 print(row("Flow", model, result), flush=True)
