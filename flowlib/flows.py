@@ -12,19 +12,20 @@ applies ``inverse`` and the change-of-variables formula
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from flowlib import bijectors as _bijectors
 from flowlib.bijectors import ActNorm, AdditiveCoupling, AffineCoupling, BatchNormalization, half_mask
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
 Normalization = Literal["batchnorm", "actnorm", "none"]
-Permutation = Literal["reverse", "random"]
+Permutation = Literal["reverse", "random", "lu"]
 
 # Defaults chosen by the sweep in bench/sweep.py (see README, "Defaults"): the lowest
 # held-out gap after 60 s of training on 2 CPU cores (bench/results/sweep.txt). Deeper
@@ -65,13 +66,30 @@ def _check_hidden(hidden_units: Sequence[int]) -> tuple[int, ...]:
     return units
 
 
-def _permutation(dim: int, kind: str, seed: int, index: int) -> tfb.Permute:
+def lu_linear(dim: int, *, seed: int = 0, name: str = "lu_linear") -> tfb.ScaleMatvecLU:
+    """A learned invertible linear map ``x = W z`` with ``W = P L U`` (Glow's 1x1 convolution in ``R^dim``).
+
+    ``tfb.ScaleMatvecLU`` stores ``L`` (unit lower triangular) and ``U`` (upper) in one
+    trainable ``[dim, dim]`` matrix and keeps ``P`` fixed; ``log|det W| = sum log|diag U|``
+    costs ``O(dim)`` and the inverse is two triangular solves. ``W`` starts as a random
+    rotation drawn from ``seed`` (as in Glow): a rotation maps the standard normal base to
+    itself, so a fresh flow is still the base distribution, and the layer already mixes
+    the coordinates, like a permutation that training can then adjust.
+    """
+    rotation, _ = np.linalg.qr(np.random.default_rng([seed, 7]).standard_normal((dim, dim)))
+    lower_upper, permutation = tf.linalg.lu(tf.constant(rotation, tf.float32))
+    return tfb.ScaleMatvecLU(tf.Variable(lower_upper, name=f"{name}_lower_upper"), permutation, name=name)
+
+
+def _permutation(dim: int, kind: str, seed: int, index: int) -> tfb.Bijector:
+    if kind == "lu":
+        return lu_linear(dim, seed=seed * 1000 + index, name=f"lu_linear_{index}")
     if kind == "reverse":
         order = np.arange(dim)[::-1]
     elif kind == "random":
         order = np.random.default_rng([seed, index]).permutation(dim)
     else:
-        raise ValueError(f"permutation must be 'reverse' or 'random', got {kind!r}")
+        raise ValueError(f"permutation must be 'reverse', 'random' or 'lu', got {kind!r}")
     # In 2-D, 'reverse' is the swap [1, 0]: it mirrors the plane about the line y = x.
     return tfb.Permute(permutation=order.astype(np.int32), name=f"permute_{index}")
 
@@ -135,8 +153,9 @@ def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
             is consistent, unlike ``tfb.BatchNormalization``'s inside a flow),
             ``"actnorm"`` (data-initialised, no train/eval mismatch) or ``"none"``.
         normalize_every: one normalisation layer after every this many couplings.
-        permutation: ``"reverse"`` (in 2-D the swap, a mirror about ``y = x``) or
-            ``"random"`` (a fixed random order per layer, seeded).
+        permutation: ``"reverse"`` (in 2-D the swap, a mirror about ``y = x``),
+            ``"random"`` (a fixed random order per layer, seeded) or ``"lu"`` (a learned
+            invertible linear map, :func:`lu_linear`).
         max_log_scale: bound on each coupling's log-scale; ``None`` for unbounded.
         seed: seeds every network's initial weights (and random permutations).
 
@@ -163,6 +182,145 @@ def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
     flow = _assemble(layers, dim, "realnvp")
     flow._flowlib_training = training  # the shared train/eval switch of its batch-norm layers
     return flow
+
+
+def _normalization_layer(kind: str, dim: int, training: tf.Variable, index: int) -> tfb.Bijector:
+    if kind == "batchnorm":
+        return BatchNormalization(dim, training, name=f"batch_norm_{index}")
+    return ActNorm(dim, name=f"act_norm_{index}")
+
+
+def _check_normalization(normalization: str) -> None:
+    if normalization not in ("batchnorm", "actnorm", "none"):
+        raise ValueError(f"normalization must be 'batchnorm', 'actnorm' or 'none', got {normalization!r}")
+
+
+def _stack(make_layer: Callable[[int], tfb.Bijector], dim: int, num_layers: int, *, normalization: str,
+           permutation: str, seed: int, name: str) -> tfd.TransformedDistribution:
+    """``layer_0, [norm], mix_0, layer_1, …, layer_{L-1}, [norm]``: a normalisation after every second layer."""
+    _check_normalization(normalization)
+    training = tf.Variable(False, trainable=False, name="training")
+    layers: list[tfb.Bijector] = []
+    for i in range(num_layers):
+        layers.append(make_layer(i))
+        if normalization != "none" and i % 2 == 1:
+            layers.append(_normalization_layer(normalization, dim, training, i))
+        if i < num_layers - 1:
+            layers.append(_permutation(dim, permutation, seed, i))
+    flow = _assemble(layers, dim, name)
+    flow._flowlib_training = training
+    return flow
+
+
+def spline_flow(dim: int = 2, *, num_layers: int = 8, hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
+                num_bins: int = 8, bound: float = 4.0, permutation: Permutation = "reverse",
+                normalization: Normalization = "none", seed: int = 0) -> tfd.TransformedDistribution:
+    """A neural spline flow (Durkan et al., 2019): rational-quadratic spline couplings.
+
+    Forward order (latent to data): ``spline_coupling_0, permute_0, spline_coupling_1, …``,
+    with a normalisation layer after every second coupling unless ``normalization="none"``.
+
+    Args:
+        dim: dimension of the data.
+        num_layers: number of spline couplings.
+        hidden_units: widths of each coupling network's hidden layers.
+        num_bins: spline bins per coordinate (see :class:`~flowlib.splines.SplineCoupling`).
+        bound: the splines act on ``[-bound, bound]`` and are the identity outside: data
+            should mostly lie inside (standardise it first).
+        permutation: ``"reverse"``, ``"random"`` or ``"lu"`` (learned linear mixing).
+        normalization: ``"none"`` (default), ``"actnorm"`` or ``"batchnorm"``.
+        seed: seeds every network's initial weights (and random permutations).
+
+    Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base; a
+    fresh one *is* the base distribution (up to the fixed permutations).
+    """
+    from flowlib.splines import SplineCoupling, check_bins
+
+    dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
+    num_bins = check_bins(num_bins)
+    if bound is None:
+        raise ValueError("bound must be a positive finite number, got None")
+    bound = _bijectors.check_bound(bound, "bound")
+    mask = half_mask(dim)
+    return _stack(lambda i: SplineCoupling(mask, num_bins=num_bins, bound=bound, hidden_units=hidden_units,
+                                           seed=seed * 1000 + i, name=f"spline_coupling_{i}"),
+                  dim, num_layers, normalization=normalization, permutation=permutation, seed=seed,
+                  name="spline_flow")
+
+
+def maf(dim: int = 2, *, num_layers: int = 8, hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
+        permutation: Permutation = "reverse", normalization: Normalization = "none",
+        max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE, inverse: bool = False,
+        seed: int = 0) -> tfd.TransformedDistribution:
+    """A masked autoregressive flow (Papamakarios et al., 2017), or with ``inverse=True`` an IAF.
+
+    Forward order: ``maf_0, permute_0, maf_1, …`` (``iaf_*`` for IAF). A MAF evaluates
+    densities in one network pass per layer and samples in ``dim`` passes; an IAF the
+    other way round (see :mod:`flowlib.autoregressive`). Arguments as in :func:`realnvp`.
+    """
+    from flowlib.autoregressive import IAF, MAF
+
+    dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
+    max_log_scale = _bijectors.check_bound(max_log_scale, "max_log_scale")
+    kind, prefix = (IAF, "iaf") if inverse else (MAF, "maf")
+    return _stack(lambda i: kind(dim, max_log_scale=max_log_scale, hidden_units=hidden_units,
+                                 seed=seed * 1000 + i, name=f"{prefix}_{i}"),
+                  dim, num_layers, normalization=normalization, permutation=permutation, seed=seed,
+                  name=prefix)
+
+
+def iaf(dim: int = 2, **kwargs) -> tfd.TransformedDistribution:
+    """An inverse autoregressive flow: :func:`maf` with ``inverse=True`` (same arguments)."""
+    return maf(dim, inverse=True, **kwargs)
+
+
+# --------------------------------------------------------------------------- one-pass log-density
+def one_pass_log_prob(flow: tfd.TransformedDistribution, *,
+                      strict: bool = False) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """A function ``x -> log p(x)`` equal to ``flow.log_prob(x)`` that runs each layer once.
+
+    ``TransformedDistribution.log_prob`` asks every layer for ``inverse`` and then, in a
+    second walk, for ``inverse_log_det_jacobian``: a coupling's network runs twice.
+    This undoes the layers from the data side with
+    :func:`flowlib.bijectors.inverse_and_log_det` (the layer protocol), adding up the
+    log-determinants as it goes, so every network runs once; the gradient is cheaper too.
+
+    Returns None (or, with ``strict=True``, raises ``TypeError``) for a flow it cannot
+    handle: a layer that is neither a flowlib layer nor one of TFP's plain bijectors
+    (:data:`flowlib.bijectors.PLAIN_BIJECTORS`), or a base that is not over vectors.
+    ``x``: ``[..., dim]``; the result ``[...]``.
+    """
+    chain = layers(flow)
+    reason = None
+    if flow.event_shape.rank != 1 or flow.distribution.event_shape != flow.event_shape:
+        reason = f"the flow's base has event shape {flow.distribution.event_shape}, not that of a vector"
+    else:
+        unknown = [layer for layer in chain if not _bijectors.supports_one_pass(layer)]
+        if unknown:
+            reason = (f"layer {unknown[0].name!r} ({type(unknown[0]).__name__}) has no one-pass inverse "
+                      f"(flowlib layers and {', '.join(b.__name__ for b in _bijectors.PLAIN_BIJECTORS)} do)")
+    if reason is not None:
+        if strict:
+            raise TypeError(reason)
+        return None
+
+    def log_prob(x: tf.Tensor) -> tf.Tensor:
+        h, log_det = x, tf.zeros(tf.shape(x)[:-1], x.dtype)
+        for layer in reversed(chain):
+            h, layer_log_det = _bijectors.inverse_and_log_det(layer, h)
+            log_det += layer_log_det
+        return flow.distribution.log_prob(h) + log_det
+
+    return log_prob
+
+
+def one_pass_unsupported_reason(flow: tfd.TransformedDistribution) -> str | None:
+    """Why :func:`one_pass_log_prob` cannot handle ``flow``, or None if it can."""
+    try:
+        one_pass_log_prob(flow, strict=True)
+    except TypeError as error:
+        return str(error)
+    return None
 
 
 # --------------------------------------------------------------------------- inspection

@@ -178,3 +178,54 @@ def test_nice_rejects_bad_arguments():
 def test_trace_rejects_bad_points(bad):
     with pytest.raises(ValueError):
         flows.trace(flows.realnvp(num_layers=2), bad)
+
+
+# --------------------------------------------------------------------------- the one-pass log-density
+ONE_PASS_FLOWS = {
+    **{f"realnvp-{n}": (lambda n=n: flows.realnvp(num_layers=4, hidden_units=(8,), normalization=n))
+       for n in ("batchnorm", "actnorm", "none")},
+    "realnvp-lu-random": lambda: flows.realnvp(dim=3, num_layers=3, hidden_units=(8,), permutation="lu",
+                                               normalization="actnorm"),
+    "realnvp-random-5d": lambda: flows.realnvp(dim=5, num_layers=3, hidden_units=(8,), permutation="random"),
+    "nice": lambda: flows.nice(num_layers=3, hidden_units=(8,)),
+    **{f"spline-{n}": (lambda n=n: flows.spline_flow(num_layers=4, hidden_units=(8,), num_bins=5, normalization=n))
+       for n in ("batchnorm", "actnorm", "none")},
+    "spline-lu-3d": lambda: flows.spline_flow(dim=3, num_layers=3, hidden_units=(8,), permutation="lu"),
+    **{f"maf-{n}": (lambda n=n: flows.maf(num_layers=4, hidden_units=(8,), normalization=n))
+       for n in ("batchnorm", "actnorm", "none")},
+    "iaf": lambda: flows.iaf(dim=3, num_layers=3, hidden_units=(8,)),
+}
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("name", list(ONE_PASS_FLOWS))
+def test_one_pass_log_prob_equals_log_prob(name, training):
+    flow = ONE_PASS_FLOWS[name]()
+    dim = flows.event_dim(flow)
+    perturb(flow, scale=0.2, seed=11)
+    x = tf.constant(np.random.default_rng(0).normal(0.5, 1.5, (256, dim)).astype(np.float32))
+    log_prob = flows.one_pass_log_prob(flow)
+    assert log_prob is not None
+    flows.set_training(flow, training)
+    expected = flow.log_prob(tf.identity(x)).numpy()  # (training mode: moves the moving averages,
+    flows.clear_caches(flow)
+    got = log_prob(tf.identity(x)).numpy()            # which both then read the batch's statistics)
+    flows.set_training(flow, False)
+    assert np.all(np.isfinite(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-4)
+
+
+def test_one_pass_log_prob_declines_unknown_layers():
+    layers = [AffineCoupling(half_mask(2), hidden_units=(4,)), tfb.BatchNormalization()]
+    flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), tfb.Chain(layers[::-1]))
+    assert flows.one_pass_log_prob(flow) is None
+    with pytest.raises(TypeError, match="BatchNormalization"):
+        flows.one_pass_log_prob(flow, strict=True)
+
+
+def test_lu_linear_is_learned_mixing():
+    layer = flows.lu_linear(2, seed=0)
+    assert len(layer.trainable_variables) == 1
+    w = layer.forward(tf.eye(2)).numpy()
+    np.testing.assert_allclose(w @ w.T, np.eye(2), atol=1e-5)  # starts as a rotation
+    assert np.abs(w - np.diag(np.diag(w))).max() > 1e-2  # which mixes the coordinates

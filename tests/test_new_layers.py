@@ -1,0 +1,218 @@
+"""Spline coupling, MAF, IAF and the LU linear layer: exact inverses (tails included),
+log-determinants equal to autodiff, normalised densities, identity at initialisation,
+clear errors for bad arguments."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from conftest import perturb
+from flowlib import flows, metrics
+from flowlib.autoregressive import IAF, MADE, MAF
+from flowlib.bijectors import MLP, FlowBijector, half_mask
+from flowlib.splines import SplineCoupling
+from test_bijectors import autodiff_log_det
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+
+
+def scaled_mlp(input_dim, output_dim, seed, scale=1.0):
+    """A random network with outputs of order one: slopes from about 0.04 to 6, far from the identity.
+
+    (Not much larger: with outputs of 3 units some slopes fall to 1e-4, and then float32's
+    resolution of y alone (2e-7 at |y| = 4) is 2e-3 in x after the inverse. That is the
+    conditioning of the map, not an error of the inverse.)"""
+    network = MLP(input_dim, output_dim, (32, 32), seed=seed, zero_last=False)
+    return lambda x: scale * network(x)
+
+
+def random_made(dim, seed):
+    return MADE(dim, 2, (32, 32), seed=seed, zero_last=False)
+
+
+def lu_layer(dim, seed):
+    layer = flows.lu_linear(dim, seed=seed)
+    rng = np.random.default_rng(seed)
+    layer.lower_upper.assign(layer.lower_upper + 0.3 * rng.standard_normal((dim, dim)).astype(np.float32))
+    return layer
+
+
+def make_layers():
+    mask5 = np.array([True, False, True, False, False])
+    return [
+        ("spline-2d", SplineCoupling(half_mask(2), scaled_mlp(1, 23, 0), num_bins=8, bound=4.0), 2),
+        ("spline-5d", SplineCoupling(mask5, scaled_mlp(2, 3 * 14, 1), num_bins=5, bound=3.0), 5),
+        ("spline-keep-last", SplineCoupling(half_mask(3, keep_first=False), scaled_mlp(1, 2 * 11, 2),
+                                            num_bins=4, bound=5.0), 3),
+        ("spline-two-bins", SplineCoupling(half_mask(2), scaled_mlp(1, 5, 3), num_bins=2, bound=2.0), 2),
+        ("maf-2d", MAF(2, random_made(2, 4)), 2),
+        ("maf-5d", MAF(5, random_made(5, 5)), 5),
+        ("iaf-2d", IAF(2, random_made(2, 6)), 2),
+        ("iaf-4d", IAF(4, random_made(4, 7), max_log_scale=None), 4),
+        ("lu-3d", lu_layer(3, 8), 3),
+    ]
+
+
+LAYERS = make_layers()
+IDS = [label for label, _, _ in LAYERS]
+
+
+def points(dim, scale, n=512, seed=0):
+    return tf.constant(np.random.default_rng(seed).uniform(-scale, scale, (n, dim)).astype(np.float32))
+
+
+@pytest.mark.parametrize("label,layer,dim", LAYERS, ids=IDS)
+def test_round_trip_within_1e_4_up_to_10(label, layer, dim):
+    x = points(dim, 10.0)
+    y = layer.forward(x)
+    assert np.max(np.abs(y.numpy() - x.numpy())) > 1e-2, "the layer is the identity: test is vacuous"
+    np.testing.assert_allclose(layer.inverse(tf.identity(y)).numpy(), x.numpy(), rtol=0, atol=1e-4)
+    # and the other way round, from data-side points
+    x_again = layer.inverse(tf.identity(x))
+    np.testing.assert_allclose(layer.forward(tf.identity(x_again)).numpy(), x.numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("label,layer,dim", LAYERS, ids=IDS)
+def test_log_det_matches_autodiff(label, layer, dim):
+    x = points(dim, 5.0, n=64, seed=1)  # both inside [-B, B] and in the tails
+    expected = autodiff_log_det(lambda v: layer.forward(v), x)
+    fldj = layer.forward_log_det_jacobian(tf.identity(x), event_ndims=1).numpy()
+    np.testing.assert_allclose(np.broadcast_to(fldj, expected.shape), expected, atol=2e-4)
+    y = tf.identity(layer.forward(x))
+    expected_inverse = autodiff_log_det(lambda v: layer.inverse(v), tf.identity(y))
+    ildj = layer.inverse_log_det_jacobian(tf.identity(y), event_ndims=1).numpy()
+    np.testing.assert_allclose(np.broadcast_to(ildj, expected_inverse.shape), expected_inverse, atol=2e-4)
+
+
+@pytest.mark.parametrize("label,layer,dim", [item for item in LAYERS if isinstance(item[1], FlowBijector)],
+                         ids=[label for label, layer, _ in LAYERS if isinstance(layer, FlowBijector)])
+def test_protocol_agrees_with_tfp_methods(label, layer, dim):
+    x = points(dim, 5.0, n=64, seed=2)
+    y, log_det = layer.forward_and_log_det(x)
+    np.testing.assert_allclose(y.numpy(), layer.forward(tf.identity(x)).numpy(), atol=1e-6)
+    np.testing.assert_allclose(log_det.numpy(), layer.forward_log_det_jacobian(tf.identity(x), 1).numpy(),
+                               atol=1e-5)
+    back, inverse_log_det = layer.inverse_and_log_det(tf.identity(y))
+    np.testing.assert_allclose(back.numpy(), x.numpy(), atol=1e-4)
+    np.testing.assert_allclose(inverse_log_det.numpy(), -log_det.numpy(), atol=1e-4)
+
+
+def test_spline_tails_are_the_identity():
+    layer = SplineCoupling(half_mask(2), scaled_mlp(1, 23, 0), num_bins=8, bound=4.0)
+    x = tf.constant([[0.3, 4.5], [-1.0, -7.0], [2.0, 10.0]])
+    y, log_det = layer.forward_and_log_det(x)
+    np.testing.assert_array_equal(y.numpy(), x.numpy())
+    np.testing.assert_array_equal(log_det.numpy(), 0.0)
+    inside = tf.constant([[0.3, 1.5], [-1.0, -2.0]])
+    assert np.abs(layer.forward(inside).numpy() - inside.numpy()).max() > 1e-2
+
+
+def test_made_is_autoregressive():
+    made = random_made(5, 0)
+    x = points(5, 2.0, n=8)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = made(x)[..., 0] + made(x)[..., 1]  # [batch, 5]
+    jacobian = np.abs(tape.batch_jacobian(out, x).numpy()).max(axis=0)  # [output i, input j]
+    assert np.all(jacobian[np.triu_indices(5)] == 0), "output i reads an input >= i"
+    assert np.all(jacobian[np.tril_indices(5, -1)] > 0), "output i ignores an input < i: test is vacuous"
+
+
+@pytest.mark.parametrize("layer", [
+    SplineCoupling(half_mask(3), hidden_units=(8,), num_bins=6), MAF(3, hidden_units=(8,)),
+    IAF(3, hidden_units=(8,))], ids=["spline", "maf", "iaf"])
+def test_fresh_layer_is_the_identity(layer):
+    x = points(3, 10.0)
+    y, log_det = layer.forward_and_log_det(x)
+    np.testing.assert_allclose(y.numpy(), x.numpy(), atol=2e-6 * 10)
+    np.testing.assert_allclose(log_det.numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(layer.inverse(tf.identity(x)).numpy(), x.numpy(), atol=2e-6 * 10)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: flows.spline_flow(num_layers=4, hidden_units=(8,)),
+    lambda: flows.maf(num_layers=4, hidden_units=(8,)),
+    lambda: flows.iaf(num_layers=4, hidden_units=(8,)),
+    lambda: flows.realnvp(num_layers=4, hidden_units=(8,), permutation="lu", normalization="none"),
+    lambda: flows.spline_flow(num_layers=4, hidden_units=(8,), permutation="lu"),
+], ids=["spline", "maf", "iaf", "realnvp-lu", "spline-lu"])
+def test_fresh_flow_is_the_base_distribution(build):
+    flow = build()
+    x = np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32) * 3
+    np.testing.assert_allclose(metrics.log_prob(flow, x), flow.distribution.log_prob(x).numpy(), atol=1e-4)
+
+
+def grid_integral(flow, *, n=500, seed=0):
+    samples = flow.sample(20_000, seed=seed).numpy()
+    half = 1.25 * np.abs(samples).max()
+    xs = np.linspace(-half, half, n)
+    grid = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2).astype(np.float32)
+    return np.exp(metrics.log_prob(flow, grid)).sum() * (xs[1] - xs[0]) ** 2
+
+
+@pytest.mark.parametrize("build,scale", [
+    (lambda: flows.spline_flow(num_layers=4, hidden_units=(16,), num_bins=6, bound=3.0), 0.25),
+    (lambda: flows.maf(num_layers=4, hidden_units=(16,)), 0.25),
+    (lambda: flows.iaf(num_layers=4, hidden_units=(16,)), 0.25),
+    (lambda: flows.realnvp(num_layers=4, hidden_units=(16,), permutation="lu", normalization="none"), 0.25),
+], ids=["spline", "maf", "iaf", "realnvp-lu"])
+def test_density_integrates_to_one(build, scale):
+    flow = build()
+    perturb(flow, scale=scale, seed=3)
+    x = flow.sample(2000, seed=1).numpy()
+    assert abs(np.mean(metrics.log_prob(flow, x)) - np.mean(flow.distribution.log_prob(x).numpy())) > 0.05, \
+        "the perturbed flow is still the base: test is vacuous"
+    assert grid_integral(flow) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("make,match,error", [
+    (lambda: SplineCoupling(half_mask(2), num_bins=0), "num_bins", ValueError),
+    (lambda: SplineCoupling(half_mask(2), num_bins=1), "num_bins", ValueError),
+    (lambda: SplineCoupling(half_mask(2), num_bins=2.5), "num_bins", TypeError),
+    (lambda: SplineCoupling(half_mask(2), bound=0.0), "bound", ValueError),
+    (lambda: SplineCoupling(half_mask(2), bound=-3.0), "bound", ValueError),
+    (lambda: SplineCoupling(half_mask(2), bound=float("inf")), "bound", ValueError),
+    (lambda: SplineCoupling(half_mask(2), bound=float("nan")), "bound", ValueError),
+    (lambda: SplineCoupling(half_mask(2), bound=None), "bound", ValueError),
+    (lambda: SplineCoupling(half_mask(2), hidden_units=(0,)), "hidden_units", ValueError),
+    (lambda: SplineCoupling(half_mask(2), hidden_units=(16, 2.5)), "hidden_units", ValueError),
+    (lambda: SplineCoupling(half_mask(2), hidden_units="64"), "hidden_units", TypeError),
+    (lambda: MAF(1), "dim", ValueError),
+    (lambda: MAF(2.0), "dim", TypeError),
+    (lambda: MAF(2, hidden_units=(-4,)), "hidden_units", ValueError),
+    (lambda: MAF(2, max_log_scale=0.0), "max_log_scale", ValueError),
+    (lambda: IAF(1), "dim", ValueError),
+    (lambda: flows.spline_flow(dim=1), "dim", ValueError),
+    (lambda: flows.spline_flow(num_bins=0), "num_bins", ValueError),
+    (lambda: flows.spline_flow(bound=float("inf")), "bound", ValueError),
+    (lambda: flows.spline_flow(bound=-1.0), "bound", ValueError),
+    (lambda: flows.spline_flow(hidden_units=(64, 0)), "hidden_units", ValueError),
+    (lambda: flows.spline_flow(permutation="shuffle"), "permutation", ValueError),
+    (lambda: flows.spline_flow(normalization="layernorm"), "normalization", ValueError),
+    (lambda: flows.maf(dim=1), "dim", ValueError),
+    (lambda: flows.maf(hidden_units=(64, -1)), "hidden_units", ValueError),
+    (lambda: flows.iaf(num_layers=0), "num_layers", ValueError),
+])
+def test_bad_arguments_are_named(make, match, error):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_maf_and_iaf_cost_one_pass_where_promised():
+    """MAF: density one network pass, sampling dim passes; IAF the other way round."""
+    calls = []
+    made = random_made(4, 0)
+
+    def counting(x):
+        calls.append(1)
+        return made(x)
+
+    x = points(4, 1.0, n=8)
+    for kind, one_pass in ((MAF, "inverse"), (IAF, "forward")):
+        layer = kind(4, counting)
+        for direction in ("forward", "inverse"):
+            calls.clear()
+            getattr(layer, f"{direction}_and_log_det")(x)
+            assert len(calls) == (1 if direction == one_pass else 4), (kind.__name__, direction, len(calls))
