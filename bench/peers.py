@@ -51,6 +51,7 @@ interpreter). Results: ``bench/results/peers.txt``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -376,8 +377,15 @@ def main(argv=None) -> int:
         worker(json.loads(args.worker))
         return 0
     python = args.python or default_python()
-    missing = subprocess.run(
-        [python, "-c", "import torch, zuko, normflows, tensorflow, flowlib"], capture_output=True
+    missing = subprocess.run(  # find the packages without importing them (TensorFlow takes a while)
+        [
+            python,
+            "-c",
+            "import importlib.util, sys; "
+            "sys.exit(any(importlib.util.find_spec(m) is None for m in "
+            "('torch', 'zuko', 'normflows', 'tensorflow', 'flowlib')))",
+        ],
+        capture_output=True,
     ).returncode
     if missing:
         print(
@@ -389,22 +397,27 @@ def main(argv=None) -> int:
 
     with _common.recorded("peers", enabled=not args.no_record):
         start = time.perf_counter()
-        _common.header(
-            "peers: flowlib's headline flow, zuko and normflows; same points, budget, batch, schedule"
-        )
+        # The header of _common.header, without importing TensorFlow here (minutes on a loaded machine):
+        # the versions come from the workers' interpreter's package metadata.
         versions = subprocess.run(
             [
                 python,
                 "-c",
-                "import torch, zuko, normflows; print(f'torch {torch.__version__} "
-                "| zuko {zuko.__version__} | normflows {normflows.__version__}')",
+                "from importlib.metadata import version as v; import platform; "
+                'print(f\'python {platform.python_version()} | TF {v("tensorflow")} | '
+                'TFP {v("tensorflow-probability")} | torch {v("torch")} | zuko {v("zuko")} | '
+                'normflows {v("normflows")} | numpy {v("numpy")}\')',
             ],
             capture_output=True,
             text=True,
         ).stdout.strip()
+        print("# peers: flowlib's headline flow, zuko and normflows; same points, budget, batch, schedule")
         print(
-            f"# {versions} | OMP_WAIT_POLICY=PASSIVE for torch | {args.budget:g} s per run, "
-            f"batch {BATCH_SIZE}, "
+            f"# {datetime.datetime.now().isoformat(timespec='seconds')} | {os.cpu_count()} CPUs | {versions}"
+        )
+        print(f"# {_common.load()} at the start")
+        print(
+            f"# OMP_WAIT_POLICY=PASSIVE for torch | {args.budget:g} s per run, batch {BATCH_SIZE}, "
             f"cosine decay over the budget, {NUM_TRAIN:,} training / {NUM_TEST:,} held-out points"
         )
 
@@ -444,16 +457,6 @@ def main(argv=None) -> int:
             f"{headline:.3f} = {headline / gap(best_peer):.2f} x the best peer's"
         )
 
-        if not args.no_other_targets:
-            print(
-                "\n## targets the headline was not tuned on: flowlib headline and the best peer, "
-                f"interleaved\n{HEADER}"
-            )
-            for target in OTHER_TARGETS:
-                for model in ("flowlib", best_peer):
-                    result = run(python, model, target, args.budget, threads=best_threads.get(model, 0))
-                    print(row(target.replace("image:", ""), model, result), flush=True)
-
         print(
             "\n## the spline coupling step against zuko's NSF at equal shape "
             "(steps/s after the first call, 40 s each, interleaved)"
@@ -477,6 +480,16 @@ def main(argv=None) -> int:
             )
         else:
             print("# skipped: this flowlib has no spline coupling flow (flows.spline_flow)")
+        if not args.no_other_targets:
+            print(
+                "\n## targets the headline was not tuned on: flowlib headline and the best peer, "
+                f"interleaved\n{HEADER}"
+            )
+            for target in OTHER_TARGETS:
+                for model in ("flowlib", best_peer):
+                    result = run(python, model, target, args.budget, threads=best_threads.get(model, 0))
+                    print(row(target.replace("image:", ""), model, result), flush=True)
+
         print(
             f"\n# {_common.load()} at the end; "
             f"the whole run took {(time.perf_counter() - start) / 60:.1f} min"

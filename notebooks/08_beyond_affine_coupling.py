@@ -324,14 +324,21 @@ plt.show()
 
 # %%
 def timed(function, repeats=5):
-    """Best wall-clock time of a call, in milliseconds, after one call to compile it."""
+    """Median wall-clock time of a call, in milliseconds, after a first call that compiles it."""
     function()
-    best = np.inf
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
-        best = min(best, time.perf_counter() - start)
-    return 1e3 * best
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def compiled_speeds(flow, x, num_samples):
+    """Milliseconds for log_prob(x) and for sample(num_samples), each compiled with tf.function."""
+    log_prob = tf.function(flow.log_prob)
+    sample = tf.function(lambda: flow.sample(num_samples, seed=1))
+    return timed(lambda: log_prob(x)), timed(sample)
 
 
 def speed_table(make_flows, dims, batch=2000):
@@ -339,9 +346,7 @@ def speed_table(make_flows, dims, batch=2000):
     for dim in dims:
         x = tf.constant(np.random.default_rng(0).normal(size=(batch, dim)), tf.float32)
         for name, flow in make_flows(dim).items():
-            log_prob = tf.function(flow.log_prob)
-            sample = tf.function(lambda flow=flow: flow.sample(batch, seed=1))
-            rows.append((dim, name, timed(lambda: log_prob(x)), timed(sample)))
+            rows.append((dim, name, *compiled_speeds(flow, x, batch)))
     return rows
 
 
@@ -462,11 +467,10 @@ for name, build in candidates.items():
     evaluation = metrics.evaluate(flow, target, x_test)
     calls = len(history.times)  # the first call includes compiling the training step
     rate = 100 * (calls - 1) / (history.times[-1] - history.times[0]) if calls > 1 else np.nan
-    sample = tf.function(lambda flow=flow: flow.sample(20_000, seed=2))
-    log_prob = tf.function(flow.log_prob)
+    log_prob_ms, sample_ms = compiled_speeds(flow, tf.constant(x_test), len(x_test))
     results[name] = dict(gap=evaluation.gap, se=evaluation.standard_error, untrained=untrained_gap,
                          rate=rate, params=flows.num_parameters(flow), seconds=history.seconds,
-                         sample_ms=timed(sample, 3), log_prob_ms=timed(lambda: log_prob(x_test), 3))
+                         log_prob_ms=log_prob_ms, sample_ms=sample_ms)
     trained[name] = flow
     print(f"{name:<20} gap {evaluation.gap:.3f} nats after {history.steps} steps in {history.seconds:.0f} s")
 
