@@ -450,7 +450,7 @@ plt.show()
 # parameters, and the time to sample and to evaluate the density of 20,000 points.
 
 # %%
-STEPS = 2000
+STEPS = 1500
 candidates = {  # eight layers each, networks of two hidden layers of 64 units
     "NICE": lambda: flows.nice(num_layers=8, seed=0),
     "RealNVP": lambda: flows.realnvp(num_layers=8, normalization="none", seed=0),
@@ -549,14 +549,9 @@ assert on_ink[0.5] > on_ink[1.0], "a lower temperature should put more samples o
 # - A **temperature** below 1 trades coverage for clean samples.
 #
 # ## Exercises
-
-# %% [markdown]
-# ### Exercise 1: invert the spline in closed form
 #
-# Write `rq_spline_inverse(y, x_knots, y_knots, derivatives)`: find the bin of each `y`,
-# solve the quadratic of section 1 for $\xi$, and return $x$; outside the box return $y$
-# unchanged. Do not call `rq_spline_forward`, TFP's spline or any root finder: the check
-# makes them raise.
+# Each exercise asks for a function and checks it against an independent computation. Some
+# checks also refuse a shortcut: inside `forbidden(...)` the named functions raise.
 
 # %%
 @contextlib.contextmanager
@@ -576,6 +571,15 @@ def forbidden(*attributes):
             setattr(owner, name, original)
 
 
+# %% [markdown]
+# ### Exercise 1: invert the spline in closed form
+#
+# Write `rq_spline_inverse(y, x_knots, y_knots, derivatives)`: find the bin of each `y`,
+# solve the quadratic of section 1 for $\xi$, and return $x$; outside the box return $y$
+# unchanged. Do not call `rq_spline_forward`, TFP's spline or any root finder: the check
+# makes them raise.
+
+# %%
 def rq_spline_inverse(y, x_knots, y_knots, derivatives):
     y = np.asarray(y, dtype=np.float64)
     ### BEGIN SOLUTION hint: find the bin among y_knots; a, b, c as in the text; xi = 2c/(-b - sqrt(b^2-4ac))
