@@ -68,6 +68,7 @@ if str(HERE) not in sys.path:
 import _common  # noqa: E402  (sets the log level and sys.path)
 
 NUM_TRAIN, NUM_TEST, BATCH_SIZE = 100_000, 50_000, 256
+RATE_STEPS = 400  # steps of each run that only measures the spline step's rate
 TORCH_PEERS = ("zuko_nsf", "zuko_realnvp", "normflows_realnvp", "normflows_spline")
 LABELS = {
     "flowlib": "flowlib headline",
@@ -123,7 +124,34 @@ def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool, th
 
     target, x_train, x_test = target_and_data(target_name)
     _budget.warm_up(x_train)  # imports and first traces of TFP, outside the budget (as in quality.py)
-    config = _budget.headline() if model == "flowlib" else _SplineAtNsfShape()
+    if model == "flowlib_spline_equal":  # the step rate only: a fixed number of steps, whatever the load
+        from flowlib import flows, train
+
+        config = _SplineAtNsfShape()
+        flow = config.build(0)
+        history = train.fit(
+            flow,
+            x_train,
+            steps=RATE_STEPS,
+            steps_per_call=50,
+            batch_size=BATCH_SIZE,
+            learning_rate=config.learning_rate,
+            seed=0,
+            progress=False,
+        )
+        times = history.times
+        rate = 50 * (len(times) - 1) / (times[-1] - times[0])
+        return dict(
+            steps=history.steps,
+            seconds=history.seconds,
+            rate=rate,
+            first=times[0] - 50 / rate,
+            nonfinite=history.rescues,
+            params=flows.num_parameters(flow),
+            recipe=config.label(),
+            threads=str(threads) if threads else "TF default",
+        )
+    config = _budget.headline()
     result, flow, _ = _budget.train_for_budget(
         config, budget, target, x_train, x_test if evaluate else x_test[:256], seed=0, return_flow=True
     )
@@ -178,7 +206,9 @@ def _torch_model(model: str):
     raise ValueError(f"unknown model {model!r}")
 
 
-def _torch_run(model: str, target_name: str, budget: float, evaluate: bool, threads: int) -> dict:
+def _torch_run(
+    model: str, target_name: str, budget: float, evaluate: bool, threads: int, max_steps: int | None = None
+) -> dict:
     import numpy as np
     import torch
 
@@ -194,7 +224,7 @@ def _torch_run(model: str, target_name: str, budget: float, evaluate: bool, thre
     start = time.perf_counter()
     while True:
         elapsed = time.perf_counter() - start
-        if elapsed >= budget:
+        if elapsed >= budget or (max_steps is not None and steps >= max_steps):
             break
         for (
             group
@@ -282,7 +312,10 @@ def worker(spec: dict) -> None:
         if spec.get("probe"):  # choose the thread count on a throw-away copy of the model first
             rates = _torch_probe(spec["model"], spec["probe"])["rates"]
             spec["threads"] = max(rates, key=lambda t: rates[t])
-        result = _torch_run(spec["model"], spec["target"], spec["budget"], spec["evaluate"], spec["threads"])
+        max_steps = RATE_STEPS if spec["model"] == "zuko_nsf_equal" else None  # the step rate only
+        result = _torch_run(
+            spec["model"], spec["target"], spec["budget"], spec["evaluate"], spec["threads"], max_steps
+        )
         result["rates"] = rates
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -459,7 +492,7 @@ def main(argv=None) -> int:
 
         print(
             "\n## the spline coupling step against zuko's NSF at equal shape "
-            "(steps/s after the first call, 40 s each, interleaved)"
+            f"(steps/s after the first call, {RATE_STEPS} steps each, interleaved)"
         )
         if has_spline(python):
             rates = {}
@@ -467,7 +500,7 @@ def main(argv=None) -> int:
                 threads = (
                     best_threads.get("zuko_nsf", 1) if model == "zuko_nsf_equal" else 0
                 )  # 0: TF's defaults
-                result = run(python, model, "Flow", 40.0, evaluate=False, threads=threads)
+                result = run(python, model, "Flow", 1e9, evaluate=False, threads=threads)  # RATE_STEPS
                 rates.setdefault(model, []).append(result.get("rate", float("nan")))
                 print(row("Flow", model, result), flush=True)
             flowlib_rate = max(
