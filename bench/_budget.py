@@ -20,35 +20,16 @@ from dataclasses import dataclass
 import _common  # noqa: F401  (sets the log level and sys.path)
 
 
-# The normalisation of the headline flow, chosen by bench/sweep.py. flows.realnvp() keeps
-# "batchnorm" as its default (the post's recipe, which the notebooks teach first), so the
-# demo and the notebooks that train the headline flow pass this explicitly.
-HEADLINE_NORMALIZATION = "none"
+def Config(**fields):
+    """A :class:`flowlib.recipe.Recipe` (the architecture and training settings of one run)."""
+    from flowlib.recipe import Recipe
 
-
-@dataclass
-class Config:
-    num_layers: int = 8
-    hidden_units: int = 128
-    normalization: str = "batchnorm"
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    schedule: str = "cosine"
-
-    def label(self) -> str:
-        return (f"{self.num_layers:>2}x({self.hidden_units},{self.hidden_units}) {self.normalization:<9} "
-                f"batch {self.batch_size:<4} lr {self.learning_rate:.1e} {self.schedule:<8}")
-
-    def build(self, seed: int):
-        from flowlib import flows
-
-        return flows.realnvp(num_layers=self.num_layers, hidden_units=(self.hidden_units,) * 2,
-                             normalization=self.normalization, seed=seed)
+    return Recipe(**fields)
 
 
 @dataclass
 class Result:
-    config: Config
+    config: "Recipe"  # noqa: F821  (flowlib.recipe.Recipe)
     budget: float
     fixed_seconds: float
     rate: float
@@ -70,7 +51,7 @@ class Result:
                 f"NLL {self.nll:.3f} gap {self.gap:.3f} ± {self.standard_error:.3f} | {self.load_after}")
 
 
-def train_for_budget(config: Config, budget: float, target, x_train, x_test, *, seed: int = 0,
+def train_for_budget(config, budget: float, target, x_train, x_test, *, seed: int = 0,
                      return_flow: bool = False, jit_compile: bool = False):
     """Train ``config`` for ``budget`` seconds of ``fit`` and evaluate it on ``x_test``."""
     import contextlib
@@ -83,10 +64,9 @@ def train_for_budget(config: Config, budget: float, target, x_train, x_test, *, 
     load_before = _common.load()
     flow = config.build(seed)
     with contextlib.redirect_stdout(io.StringIO()):  # fit's "stopped: the time budget is spent"
-        history = train.fit(flow, x_train, steps=1_000_000, steps_per_call=50, batch_size=config.batch_size,
-                            learning_rate=config.learning_rate, schedule=config.schedule, seed=seed,
+        history = train.fit(flow, x_train, steps=1_000_000, steps_per_call=50, seed=seed,
                             max_seconds=budget, schedule_by_time=True, progress=False,
-                            jit_compile=jit_compile)
+                            jit_compile=jit_compile, **config.fit_kwargs())
     times = history.times
     rate = 50 * (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
     result = metrics.evaluate(flow, target, x_test)
@@ -116,10 +96,8 @@ def data(text: str = "Flow", num_train: int = 100_000, num_test: int = 50_000, s
 
 
 
-def headline() -> Config:
-    """The headline flow: flowlib's DEFAULT_* architecture and fit's defaults."""
-    from flowlib import flows, train
+def headline():
+    """The headline flow: :data:`flowlib.recipe.HEADLINE`."""
+    from flowlib.recipe import HEADLINE
 
-    return Config(num_layers=flows.DEFAULT_NUM_LAYERS, hidden_units=flows.DEFAULT_HIDDEN_UNITS[0],
-                  normalization=HEADLINE_NORMALIZATION, batch_size=train.DEFAULT_BATCH_SIZE,
-                  learning_rate=train.DEFAULT_LEARNING_RATE, schedule="cosine")
+    return HEADLINE

@@ -6,7 +6,7 @@ at a time:
 
 - ``log_prob + keras Adam``: ``flow.log_prob`` and ``tf_keras.optimizers.Adam``
   (fit before the optimisation);
-- ``one-pass + keras Adam``: the loss from ``train._one_pass_log_prob`` (each coupling
+- ``one-pass + keras Adam``: the loss from ``flows.one_pass_log_prob`` (each coupling
   network evaluated once per layer instead of twice);
 - ``log_prob + fused Adam``: ``train._Adam`` (one fused ``ResourceApplyAdam`` op per
   variable);
@@ -46,7 +46,7 @@ def make_call(flow, x, *, one_pass: bool, fused: bool, jit: bool, batch_size: in
     flow.log_prob(x[:2])
     flows.set_training(flow, True)
     variables = flow.trainable_variables
-    log_prob = train._one_pass_log_prob(flow) if one_pass else flow.log_prob
+    log_prob = flows.one_pass_log_prob(flow) if one_pass else flow.log_prob
     if fused:
         optimizer = train._Adam(variables, 1e-3)
         apply = optimizer.apply
@@ -99,7 +99,7 @@ def main(argv=None) -> None:
 
     config = _budget.headline()
     if args.normalization:
-        config.normalization = args.normalization
+        config = config.replace(normalization=args.normalization)
     with _common.recorded("profile", enabled=not args.no_record):
         _common.header("profile: steps/s of fit's training step, one change at a time")
         print(f"# flow: {config.label()}")

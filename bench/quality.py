@@ -1,8 +1,7 @@
 """Quality per second: the headline flow trained for 20, 60 and 180 s of wall-clock time.
 
-The headline flow is ``flows.realnvp`` with flowlib's DEFAULT_* architecture and the
-normalisation the sweep chose (``_budget.HEADLINE_NORMALIZATION``), trained by
-``train.fit`` with its default batch size and peak learning rate, on the default word
+The headline flow is ``flowlib.recipe.HEADLINE`` (the architecture and optimiser
+settings the sweep chose), trained by ``train.fit`` on the default word
 "Flow" (100,000 training points, like the demo). Each budget is a fresh flow with the
 same seed; the cosine schedule runs over the time budget (``schedule_by_time=True``, see
 ``bench/_budget.py``), and the budget counts the whole call of ``fit``, compilation

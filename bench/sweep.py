@@ -12,14 +12,19 @@ and move on to the next setting with it. The order:
 5. schedule and peak learning rate: cosine or constant, at the matched rate or 3 times it
    (1e-3 and 3e-3 at batch 512)
 
+6. (``--stage layers``, from the best affine recipe) the layer kind: affine coupling,
+   rational-quadratic spline coupling (bins 8 / 16, bound 4 / 5, depth 6 / 8, learned LU
+   mixing, ActNorm), MAF; then the winner's peak learning rate (x1, x2)
+
 Every run trains a fresh flow (seed 0) on the word "Flow" (100,000 training points) for
 the same budget of wall-clock seconds of ``train.fit``, compilation included, sized as
 described in ``bench/_budget.py``, and is scored by the held-out gap on 50,000 fresh
 points. One seed per configuration: differences below a few hundredths of a nat are
 within the seed-to-seed noise and the sweep prefers the cheaper setting there.
 
-    .venv/bin/python bench/sweep.py              # 60 s per run, about 20 minutes
-    .venv/bin/python bench/sweep.py --budget 20  # a quicker, rougher sweep
+    .venv/bin/python bench/sweep.py                  # stages 1-6, 60 s per run, about 35 minutes
+    .venv/bin/python bench/sweep.py --stage layers   # stage 6 only (sweep_layers.txt)
+    .venv/bin/python bench/sweep.py --budget 20      # a quicker, rougher sweep
 """
 from __future__ import annotations
 
@@ -36,10 +41,13 @@ TIE = 0.02  # nats: a smaller improvement does not count as better
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of fit per run (default: %(default)s)")
-    parser.add_argument("--no-record", action="store_true", help="do not write bench/results/sweep.txt")
+    parser.add_argument("--stage", choices=("all", "affine", "layers"), default="all",
+                        help="stages 1-5 (affine), 6 (layers) or all (default: %(default)s)")
+    parser.add_argument("--no-record", action="store_true", help="do not write bench/results/sweep*.txt")
     args = parser.parse_args(argv)
 
-    with _common.recorded("sweep", enabled=not args.no_record):
+    name = "sweep_layers" if args.stage == "layers" else "sweep"
+    with _common.recorded(name, enabled=not args.no_record):
         _common.header(f"sweep: held-out gap after {args.budget:g} s of fit (compilation included), "
                        "coordinate-wise from a base configuration")
         print(__doc__.split("\n\n", 1)[1].split("\n\n    .venv")[0])
@@ -63,7 +71,11 @@ def main(argv=None) -> None:
             best = min(r.gap for r in results)
             return min((r for r in results if r.gap <= best + TIE), key=cost)
 
-        base = _budget.Config()
+        if args.stage == "layers":
+            layer_stage(run, choose)
+            return
+        base = _budget.Config(layer="affine", num_layers=8, hidden_units=(128, 128), normalization="batchnorm",
+                              batch_size=512, learning_rate=1e-3, schedule="cosine")
         print(f"\n## base: {base.label()}")
 
         print("\n## 1. normalization")
@@ -73,8 +85,8 @@ def main(argv=None) -> None:
         print(f"-> {base.normalization}")
 
         print("\n## 2. width")
-        results = [run(dataclasses.replace(base, hidden_units=w)) for w in (64, 128, 256)]
-        base = choose(results, lambda r: r.config.hidden_units).config
+        results = [run(dataclasses.replace(base, hidden_units=(w, w))) for w in (64, 128, 256)]
+        base = choose(results, lambda r: r.config.hidden_units[0]).config
         print(f"-> {base.hidden_units}")
 
         print("\n## 3. depth")
@@ -101,6 +113,39 @@ def main(argv=None) -> None:
         final = done[dataclasses.astuple(base)]
         print(f"   gap {final.gap:.3f} ± {final.standard_error:.3f} nats after {final.seconds:.1f} s "
               f"({final.steps} steps); {len(done)} runs; {_common.load()} at the end")
+        if args.stage == "all":
+            layer_stage(run, choose, base)
+
+
+def layer_stage(run, choose, base=None) -> None:
+    """Stage 6: the layer kind at the affine sweep's optimiser settings, then the winner's peak rate."""
+    from flowlib.recipe import AFFINE
+
+    base = base or AFFINE
+    print(f"\n## 6. layer kind (optimiser of the affine recipe: batch {base.batch_size}, "
+          f"lr {base.learning_rate:g}, {base.schedule})")
+    spline = dataclasses.replace(base, layer="spline", num_layers=8, hidden_units=(64, 64), num_bins=8,
+                                 bound=4.0)
+    candidates = [
+        base,
+        spline,
+        dataclasses.replace(spline, num_bins=16),
+        dataclasses.replace(spline, bound=5.0),
+        dataclasses.replace(spline, num_layers=6),
+        dataclasses.replace(spline, permutation="lu"),
+        dataclasses.replace(spline, normalization="actnorm"),
+        dataclasses.replace(base, layer="maf", num_layers=8, hidden_units=(64, 64)),
+    ]
+    results = [run(config) for config in candidates]
+    best = choose(results, lambda r: -r.rate).config  # among near-ties, the faster step
+    print(f"-> {best.label()}")
+    print("\n## 7. the winner's peak learning rate")
+    results = [run(dataclasses.replace(best, learning_rate=float(f"{f * best.learning_rate:.2g}")))
+               for f in (1, 2)]
+    best = choose(results, lambda r: r.config.learning_rate).config
+    print(f"-> {best.learning_rate:g}")
+    print("\n## chosen headline:")
+    run(best)
 
 
 if __name__ == "__main__":

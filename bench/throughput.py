@@ -33,16 +33,14 @@ import statistics
 import time
 
 import _common
-from _budget import HEADLINE_NORMALIZATION  # what bench/sweep.py chose (the demo passes it explicitly)
 
 
 def architectures(quick: bool):
-    from flowlib import flows, train
+    from flowlib.recipe import AFFINE
 
-    width = flows.DEFAULT_HIDDEN_UNITS[0]
     rows = [
-        ("headline (flowlib defaults)", flows.DEFAULT_NUM_LAYERS, width, HEADLINE_NORMALIZATION,
-         train.DEFAULT_BATCH_SIZE),
+        ("best affine recipe (recipe.AFFINE)", AFFINE.num_layers, AFFINE.hidden_units[0], AFFINE.normalization,
+         AFFINE.batch_size),
         ("8x128 batch norm, batch 512", 8, 128, "batchnorm", 512),
         ("the post's recipe: 8x512 batch norm, batch 512", 8, 512, "batchnorm", 512),
     ]

@@ -3,8 +3,11 @@
 Topic modules, each readable in one sitting:
 
 - :mod:`flowlib.data`      a 2-D target distribution drawn from a picture (a word, an image)
-- :mod:`flowlib.bijectors` additive (NICE) and affine (RealNVP) coupling, ActNorm, a small MLP
-- :mod:`flowlib.flows`     builders for NICE and RealNVP stacks, and layer-by-layer tracing
+- :mod:`flowlib.bijectors` the layer protocol; additive (NICE) and affine (RealNVP) coupling, ActNorm, a small MLP
+- :mod:`flowlib.splines`   rational-quadratic spline coupling (neural spline flows)
+- :mod:`flowlib.autoregressive` MAF and IAF layers on a MADE network
+- :mod:`flowlib.flows`     builders (NICE, RealNVP, spline, MAF/IAF), the one-pass log-density, tracing
+- :mod:`flowlib.recipe`    the headline recipe: architecture and training settings, defined once
 - :mod:`flowlib.train`     maximum-likelihood training with a guard against NaN losses
 - :mod:`flowlib.metrics`   held-out negative log-likelihood and its gap to the entropy bound
 - :mod:`flowlib.plotting`  the quadrant-coloured layer grid, densities, training curves
@@ -24,7 +27,8 @@ from flowlib.config import fast_mode, pick
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bijectors", "checkpoint", "config", "data", "flows", "metrics", "plotting", "train", "widgets")
+_SUBMODULES = ("autoregressive", "bijectors", "checkpoint", "config", "data", "flows", "metrics", "plotting",
+               "recipe", "splines", "train", "widgets")
 
 __all__ = ["fast_mode", "pick", "__version__", *_SUBMODULES]
 

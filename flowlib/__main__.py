@@ -8,11 +8,9 @@ import time
 from pathlib import Path
 
 
-# The headline flow: the architecture and schedule the sweep in bench/sweep.py chose
-# (flowlib's DEFAULT_* constants), trained for about a minute.
-DEMO_STEPS = 20_000
+# The headline flow: flowlib.recipe.HEADLINE (the architecture and schedule the sweep in
+# bench/sweep.py chose), trained for recipe.DEMO_STEPS steps, about a minute.
 DEMO_STEPS_FAST = 200
-DEMO_NORMALIZATION = "none"
 
 
 def _positive_int(text: str) -> int:
@@ -30,13 +28,13 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flowlib import flows, train
+    from flowlib.recipe import DEMO_STEPS, HEADLINE
 
     parser = argparse.ArgumentParser(prog="python -m flowlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="train a RealNVP flow on a word and write its figures",
-        description="Train the headline RealNVP flow (a standard normal pushed onto points drawn "
+        "demo", help="train the headline flow on a word and write its figures",
+        description="Train the headline flow (flowlib.recipe.HEADLINE: a standard normal pushed onto points drawn "
                     "from a word rendered as text), print its held-out NLL next to the entropy bound, "
                     "and write figures: the layer-by-layer grid, the learned density beside the "
                     "target, and the training curve.")
@@ -44,18 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=_positive_int, default=None,
                       help=f"training steps (default: {DEMO_STEPS}, about a minute on 2 CPU cores; "
                            f"{DEMO_STEPS_FAST} with --fast)")
-    demo.add_argument("--batch-size", type=_positive_int, default=train.DEFAULT_BATCH_SIZE,
+    demo.add_argument("--layer", choices=("affine", "spline", "maf"), default=HEADLINE.layer,
+                      help="layer kind: RealNVP's affine coupling, rational-quadratic spline coupling or "
+                           "MAF (default: %(default)s)")
+    demo.add_argument("--batch-size", type=_positive_int, default=HEADLINE.batch_size,
                       help="points per training step (default: %(default)s)")
-    demo.add_argument("--learning-rate", type=_positive_float, default=train.DEFAULT_LEARNING_RATE,
+    demo.add_argument("--learning-rate", type=_positive_float, default=HEADLINE.learning_rate,
                       help="Adam's peak learning rate, cosine-decayed (default: %(default)s)")
-    demo.add_argument("--num-layers", type=_positive_int, default=flows.DEFAULT_NUM_LAYERS,
-                      help="affine coupling layers (default: %(default)s)")
-    demo.add_argument("--hidden-units", type=_positive_int, default=flows.DEFAULT_HIDDEN_UNITS[0],
+    demo.add_argument("--num-layers", type=_positive_int, default=HEADLINE.num_layers,
+                      help="coupling (or autoregressive) layers (default: %(default)s)")
+    demo.add_argument("--hidden-units", type=_positive_int, default=HEADLINE.hidden_units[0],
                       help="width of the two hidden layers of each coupling network (default: %(default)s)")
-    demo.add_argument("--normalization", choices=("batchnorm", "actnorm", "none"), default=DEMO_NORMALIZATION,
+    demo.add_argument("--normalization", choices=("batchnorm", "actnorm", "none"), default=HEADLINE.normalization,
                       help="normalisation layer after every second coupling (default: %(default)s, the "
                            "sweep's choice; the post's stack is --num-layers 8 --hidden-units 128 "
-                           "--normalization batchnorm)")
+                           "--layer affine --normalization batchnorm)")
     demo.add_argument("--num-samples", type=_positive_int, default=8000,
                       help="base samples in the layer-by-layer figure (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="seed of weights, data and batches (default: %(default)s)")
@@ -73,6 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from flowlib import config, data, flows, metrics, plotting, train
+    from flowlib.recipe import DEMO_STEPS, HEADLINE
 
     fast = args.fast or config.fast_mode()
     steps = args.steps or (DEMO_STEPS_FAST if fast else DEMO_STEPS)
@@ -84,12 +86,15 @@ def run_demo(args: argparse.Namespace) -> int:
         return 2
     x_train = target.sample(num_train, seed=args.seed)
     x_test = target.sample(num_test, seed=args.seed + 1)
-    flow = flows.realnvp(num_layers=args.num_layers, hidden_units=(args.hidden_units,) * 2,
-                         normalization=args.normalization, seed=args.seed)
-    print(f"training a RealNVP with {args.num_layers} couplings ({flows.num_parameters(flow):,} parameters) "
+    chosen = HEADLINE.replace(layer=args.layer, num_layers=args.num_layers,
+                              hidden_units=(args.hidden_units,) * len(HEADLINE.hidden_units),
+                              normalization=args.normalization, batch_size=args.batch_size,
+                              learning_rate=args.learning_rate)
+    flow = chosen.build(seed=args.seed)
+    print(f"training {chosen.label()} ({flows.num_parameters(flow):,} parameters) "
           f"on “{target.name}” for {steps} steps")
-    history = train.fit(flow, x_train, steps=steps, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate, seed=args.seed, progress=not args.no_progress)
+    history = train.fit(flow, x_train, steps=steps, seed=args.seed, progress=not args.no_progress,
+                        **chosen.fit_kwargs())
     result = metrics.evaluate(flow, target, x_test)
 
     args.out.mkdir(parents=True, exist_ok=True)

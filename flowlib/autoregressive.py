@@ -29,8 +29,14 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from flowlib.bijectors import (FlowBijector, affine_forward, affine_inverse, bounded, check_bound,
-                               check_hidden_units)
+from flowlib.bijectors import (
+    FlowBijector,
+    affine_forward,
+    affine_inverse,
+    bounded,
+    check_bound,
+    check_hidden_units,
+)
 
 AffineStep = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
@@ -56,7 +62,8 @@ def made_masks(dim: int, hidden_units: Sequence[int], params: int) -> list[np.nd
     degrees = [input_degrees]
     for units in hidden_units:
         degrees.append(np.arange(units) % max(dim - 1, 1) + 1)
-    masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32) for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+    masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32)
+             for d_in, d_out in zip(degrees[:-1], degrees[1:])]
     output_degrees = np.repeat(input_degrees, params)
     masks.append((output_degrees[None, :] > degrees[-1][:, None]).astype(np.float32))
     return masks

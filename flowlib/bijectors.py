@@ -203,7 +203,8 @@ def check_hidden_units(hidden_units: Sequence[int]) -> tuple[int, ...]:
         raise TypeError(f"hidden_units must be a sequence of integers, got {hidden_units!r}")
     units = tuple(hidden_units)
     if not units or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0 for h in units):
-        raise ValueError(f"hidden_units must be a non-empty sequence of positive integers, got {hidden_units!r}")
+        raise ValueError(f"hidden_units must be a non-empty sequence of positive integers, "
+                         f"got {hidden_units!r}")
     return tuple(int(h) for h in units)
 
 
@@ -489,7 +490,8 @@ class BatchNormalization(FlowBijector):
     # likelihood of the normalised batch. Without it, TFP falls back to
     # `inverse_log_det_jacobian(forward(z))`, and `forward(z)` is the cached data point,
     # so both directions use the same statistics. (tfb.BatchNormalization defines it,
-    # and that is the bug notebook 07 measures.)    # TFP asks `hasattr(self, "_forward_log_det_jacobian")`; the property below hides the one
+    # and that is the bug notebook 07 measures.)
+    # TFP asks `hasattr(self, "_forward_log_det_jacobian")`; the property below hides the one
     # FlowBijector derives, so that answer is False.
 
     @property

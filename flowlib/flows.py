@@ -197,7 +197,7 @@ def _check_normalization(normalization: str) -> None:
 
 def _stack(make_layer: Callable[[int], tfb.Bijector], dim: int, num_layers: int, *, normalization: str,
            permutation: str, seed: int, name: str) -> tfd.TransformedDistribution:
-    """``layer_0, [norm], mix_0, layer_1, …, layer_{L-1}, [norm]``: a normalisation after every second layer."""
+    """Forward order ``layer_0, mix_0, layer_1, [norm], mix_1, …``: a normalisation every second layer."""
     _check_normalization(normalization)
     training = tf.Variable(False, trainable=False, name="training")
     layers: list[tfb.Bijector] = []

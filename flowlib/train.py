@@ -10,11 +10,12 @@ kept on the device), so Python is not in the inner loop.
 
 Two things make a step cheap on a laptop CPU (``bench/profile.py`` measures each):
 
-- the loss walks the layers once, data to latent, and takes each coupling's shift and
-  log-scale from *one* call of its network (``TransformedDistribution.log_prob`` asks
-  a coupling for ``inverse`` and for ``inverse_log_det_jacobian`` separately, which runs
-  the network twice). It is the same number as ``flow.log_prob``; :func:`fit` checks
-  that on the first batch and uses ``flow.log_prob`` for flows it does not know;
+- the loss walks the layers once, data to latent, and takes each layer's output and
+  log-determinant from *one* call of its network (:func:`flowlib.flows.one_pass_log_prob`;
+  ``TransformedDistribution.log_prob`` asks a coupling for ``inverse`` and for
+  ``inverse_log_det_jacobian`` separately, which runs the network twice). It is the same
+  number as ``flow.log_prob``; :func:`fit` checks that on the first batch and falls back
+  to ``flow.log_prob``, with a warning, for flows it cannot handle;
 - Adam is applied with TensorFlow's fused kernel, one operation per variable.
 
 The guard: at the start of each call the complete state (weights, batch-norm statistics,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -35,17 +37,16 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flowlib import flows as _flows
+from flowlib import recipe as _recipe
 
 tfd = tfp.distributions
 
 Schedule = Literal["cosine", "constant"]
 
-# Defaults chosen by the sweep in bench/sweep.py (see README, "Defaults"): at a fixed
-# 60 s budget, batch 256 with the matched rate 1e-3 * sqrt(256 / 512) = 7.1e-4 (rounded
-# to 7e-4) beat 512, 1024 and 2048 (more, cheaper steps), and the cosine decay beat a
-# constant rate; three times the rate was no better (bench/results/sweep.txt).
-DEFAULT_LEARNING_RATE = 7e-4
-DEFAULT_BATCH_SIZE = 256
+# fit's defaults are the headline recipe's optimiser settings (flowlib.recipe, chosen by
+# bench/sweep.py; see README, "Defaults").
+DEFAULT_LEARNING_RATE = _recipe.HEADLINE.learning_rate
+DEFAULT_BATCH_SIZE = _recipe.HEADLINE.batch_size
 
 
 @dataclass
@@ -116,56 +117,6 @@ class _Adam:
                 var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power,
                 beta2_power=beta_2_power, lr=self.learning_rate, beta1=beta_1, beta2=beta_2,
                 epsilon=epsilon, grad=tf.convert_to_tensor(gradient))
-
-
-def _one_pass_log_prob(flow: tfd.TransformedDistribution):
-    """A function ``x -> log p(x)`` equal to ``flow.log_prob``, cheaper to differentiate, or None.
-
-    It undoes the layers from the data side, adding up ``log|det J|`` as it goes, and
-    evaluates each coupling network once per layer. Returned only for flows built from
-    flowlib's layers and TFP's plain ones (permutations, scalings), whose
-    ``inverse``/``inverse_log_det_jacobian`` are what ``flow.log_prob`` combines; for
-    anything else (e.g. ``tfb.BatchNormalization``, whose training-mode ``log_prob``
-    is inconsistent on purpose in notebook 07) :func:`fit` keeps ``flow.log_prob``.
-    """
-    from flowlib.bijectors import ActNorm, AdditiveCoupling, AffineCoupling, BatchNormalization
-
-    tfb = tfp.bijectors
-    plain = (ActNorm, BatchNormalization, tfb.Permute, tfb.ScaleMatvecDiag, tfb.Scale, tfb.Shift,
-             tfb.Identity)
-    chain = _flows.layers(flow)
-    if (flow.event_shape.rank != 1 or flow.distribution.event_shape != flow.event_shape
-            or not all(type(layer) in (AffineCoupling, AdditiveCoupling) or isinstance(layer, plain)
-                       for layer in chain)):
-        return None
-
-    def split_and_combine(layer):
-        # Slices and a concatenation when the kept coordinates come first (half_mask),
-        # cheaper to differentiate than the general gathers.
-        k = len(layer._kept)
-        if np.array_equal(layer._kept, np.arange(k)):
-            return (lambda h: (h[..., :k], h[..., k:])), (lambda h1, h2: tf.concat([h1, h2], axis=-1))
-        return layer._split, layer._combine
-
-    def log_prob(x):
-        h, log_det = x, tf.zeros(tf.shape(x)[:-1], x.dtype)
-        for layer in reversed(chain):
-            if type(layer) is AffineCoupling:
-                split, combine = split_and_combine(layer)
-                h1, h2 = split(h)
-                shift, log_scale = layer.shift_and_log_scale(h1)
-                h = combine(h1, (h2 - shift) * tf.exp(-log_scale))
-                log_det -= tf.reduce_sum(log_scale, axis=-1)
-            elif type(layer) is AdditiveCoupling:
-                split, combine = split_and_combine(layer)
-                h1, h2 = split(h)
-                h = combine(h1, h2 - layer.shift(h1))
-            else:
-                log_det += layer.inverse_log_det_jacobian(h, event_ndims=1)
-                h = layer.inverse(h)
-        return flow.distribution.log_prob(h) + log_det
-
-    return log_prob
 
 
 def _forget_traced_tensors() -> None:
@@ -272,13 +223,20 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
     _flows.set_training(flow, False)
     reference = flow.log_prob(first_batch[:64]).numpy()  # also builds lazily created variables
 
-    # The loss: flow.log_prob computed in one pass over the layers when fit knows them
-    # all, after checking on the first points that it gives the same numbers.
-    loss_log_prob = _one_pass_log_prob(flow)
-    if loss_log_prob is not None:
+    # The loss: flow.log_prob computed in one pass over the layers (flows.one_pass_log_prob)
+    # when every layer supports it, after checking on the first points that it gives the
+    # same numbers; otherwise flow.log_prob itself, with a warning (slower, same result).
+    loss_log_prob = _flows.one_pass_log_prob(flow)
+    if loss_log_prob is None:
+        warnings.warn(f"fit: training with flow.log_prob, slower than the one-pass loss: "
+                      f"{_flows.one_pass_unsupported_reason(flow)}", stacklevel=2)
+    else:
         fused = loss_log_prob(tf.constant(first_batch[:64])).numpy()
         _flows.clear_caches(flow)
         if not np.allclose(fused, reference, rtol=1e-4, atol=1e-3 * (1.0 + np.abs(reference).max())):
+            warnings.warn("fit: the one-pass log-density differs from flow.log_prob on the first batch "
+                          f"(largest difference {np.abs(fused - reference).max():.3g}); training with "
+                          "flow.log_prob instead (slower)", stacklevel=2)
             loss_log_prob = None
     if loss_log_prob is None:
         loss_log_prob = flow.log_prob

@@ -96,19 +96,26 @@ def layer_explorer(flow, *, data=None, num_samples: int = 4000, seed: int = 0, l
     return explorer
 
 
-def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = None, **flow_kwargs) -> Any:
-    """Train a RealNVP flow on a word typed in a text box, with a live loss plot.
+def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = None,
+                 **recipe_changes) -> Any:
+    """Train the headline flow on a word typed in a text box, with a live loss plot.
 
-    Returns the widget; without a front end (or ``static=True``) it trains on ``text``
-    once and returns the density figure.
+    The flow and its training settings are :data:`flowlib.recipe.HEADLINE`, with any
+    of its fields changed by ``recipe_changes`` (e.g. ``num_layers=4``). Returns the
+    widget; without a front end (or ``static=True``) it trains on ``text`` once and
+    returns the density figure.
     """
     from flowlib import data as data_module
-    from flowlib import flows, metrics, plotting, train
+    from flowlib import metrics, plotting, train
+    from flowlib.recipe import HEADLINE
+
+    chosen = HEADLINE.replace(**recipe_changes)
 
     def run(word: str, on_progress=None):
         target = data_module.PictureDistribution.from_text(word)
-        flow = flows.realnvp(**flow_kwargs)
-        history = train.fit(flow, target.sample(50_000, seed=0), steps=steps, callback=on_progress)
+        flow = chosen.build()
+        history = train.fit(flow, target.sample(50_000, seed=0), steps=steps, callback=on_progress,
+                            **chosen.fit_kwargs())
         result = metrics.evaluate(flow, target, target.sample(10_000, seed=1))
         return target, flow, history, result
 

@@ -188,7 +188,8 @@ ONE_PASS_FLOWS = {
                                                normalization="actnorm"),
     "realnvp-random-5d": lambda: flows.realnvp(dim=5, num_layers=3, hidden_units=(8,), permutation="random"),
     "nice": lambda: flows.nice(num_layers=3, hidden_units=(8,)),
-    **{f"spline-{n}": (lambda n=n: flows.spline_flow(num_layers=4, hidden_units=(8,), num_bins=5, normalization=n))
+    **{f"spline-{n}": (lambda n=n: flows.spline_flow(num_layers=4, hidden_units=(8,), num_bins=5,
+                                                       normalization=n))
        for n in ("batchnorm", "actnorm", "none")},
     "spline-lu-3d": lambda: flows.spline_flow(dim=3, num_layers=3, hidden_units=(8,), permutation="lu"),
     **{f"maf-{n}": (lambda n=n: flows.maf(num_layers=4, hidden_units=(8,), normalization=n))

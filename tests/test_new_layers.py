@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-
 from conftest import perturb
+from test_bijectors import autodiff_log_det
+
 from flowlib import flows, metrics
 from flowlib.autoregressive import IAF, MADE, MAF
 from flowlib.bijectors import MLP, FlowBijector, half_mask
 from flowlib.splines import SplineCoupling
-from test_bijectors import autodiff_log_det
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 

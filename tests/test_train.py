@@ -133,3 +133,45 @@ def test_fast_mode_shortens_training(data, monkeypatch):
     flow = flows.realnvp(num_layers=2, hidden_units=(16,), normalization="none", seed=0)
     history = train.fit(flow, data, steps=1000, batch_size=64, steps_per_call=10, progress=False)
     assert history.steps == 50 and len(history.loss) == 50
+
+
+def test_fit_warns_when_it_cannot_take_the_one_pass_loss(data):
+    import warnings
+
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    from flowlib.bijectors import AffineCoupling, half_mask
+
+    tfb, tfd = tfp.bijectors, tfp.distributions
+    layers = [AffineCoupling(half_mask(2), hidden_units=(8,)), tfb.Shift(tf.Variable([0.0, 0.0])),
+              tfb.Invert(tfb.Permute([1, 0]))]  # tfb.Invert: not one of the plain bijectors
+    flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), tfb.Chain(layers[::-1]))
+    with pytest.warns(UserWarning, match="slower.*Invert"):
+        history = train.fit(flow, data, steps=20, steps_per_call=10, progress=False)
+    assert history.steps == 20 and np.all(np.isfinite(history.loss))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the flowlib builders take the fast path: no warning
+        for build in (flows.realnvp, flows.spline_flow, flows.maf):
+            train.fit(build(num_layers=2, hidden_units=(8,)), data, steps=10, steps_per_call=10,
+                      progress=False)
+
+
+def test_fused_adam_matches_the_reference_update():
+    """train._Adam (fused ResourceApplyAdam) against Adam written out in float64 numpy."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((3, 4)).astype(np.float32)
+    variable = tf.Variable(start)
+    optimizer = train._Adam([variable], 0.01)
+    w, m, v = start.astype(np.float64), np.zeros((3, 4)), np.zeros((3, 4))
+    for t in range(1, 7):
+        gradient = rng.standard_normal((3, 4)).astype(np.float32)
+        optimizer.apply([tf.constant(gradient)])
+        m = 0.9 * m + 0.1 * gradient
+        v = 0.999 * v + 0.001 * gradient.astype(np.float64) ** 2
+        rate = 0.01 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        w = w - rate * m / (np.sqrt(v) + 1e-7)
+    assert np.abs(w - start).max() > 0.01, "the update did nothing: test is vacuous"
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)

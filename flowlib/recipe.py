@@ -1,0 +1,91 @@
+"""The headline recipe: the one definition of the flow that ``make demo`` trains, and how.
+
+A :class:`Recipe` names everything that decides what a minute of training achieves: the
+layer kind and architecture, and the optimiser's settings (Adam's peak learning rate,
+its schedule, the batch size). :data:`HEADLINE` is the recipe chosen by measurement
+(``bench/sweep.py``, recorded in ``bench/results/sweep.txt``); the command line
+(``python -m flowlib demo``), the benchmarks in ``bench/``, the widgets and the README's
+"Defaults" section all read it from here, so they cannot disagree.
+
+    >>> from flowlib.recipe import HEADLINE
+    >>> flow = HEADLINE.build()                                   # doctest: +SKIP
+    >>> train.fit(flow, x, steps=20_000, **HEADLINE.fit_kwargs())  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+LayerKind = Literal["affine", "spline", "maf"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A flow architecture and its training settings.
+
+    Attributes:
+        layer: ``"affine"`` (:func:`flowlib.flows.realnvp`), ``"spline"``
+            (:func:`flowlib.flows.spline_flow`) or ``"maf"`` (:func:`flowlib.flows.maf`).
+        num_layers: number of coupling / autoregressive layers.
+        hidden_units: widths of each layer network's hidden layers.
+        normalization: ``"none"``, ``"actnorm"`` or ``"batchnorm"`` after every second layer.
+        permutation: ``"reverse"``, ``"random"`` or ``"lu"`` between layers.
+        num_bins, bound: spline bins and the spline interval ``[-bound, bound]`` (spline only).
+        max_log_scale: bound of the log-scales (affine and MAF only).
+        batch_size, learning_rate, schedule: for :func:`flowlib.train.fit`.
+    """
+
+    layer: LayerKind = "affine"
+    num_layers: int = 12
+    hidden_units: tuple[int, ...] = (64, 64)
+    normalization: str = "none"
+    permutation: str = "reverse"
+    num_bins: int = 8
+    bound: float = 4.0
+    max_log_scale: float | None = 2.0
+    batch_size: int = 256
+    learning_rate: float = 7e-4
+    schedule: str = "cosine"
+
+    def build(self, dim: int = 2, *, seed: int = 0):
+        """A fresh flow of this architecture over ``R^dim`` (a ``TransformedDistribution``)."""
+        from flowlib import flows
+
+        common = dict(num_layers=self.num_layers, hidden_units=self.hidden_units,
+                      normalization=self.normalization, permutation=self.permutation, seed=seed)
+        if self.layer == "affine":
+            return flows.realnvp(dim, max_log_scale=self.max_log_scale, **common)
+        if self.layer == "spline":
+            return flows.spline_flow(dim, num_bins=self.num_bins, bound=self.bound, **common)
+        if self.layer == "maf":
+            return flows.maf(dim, max_log_scale=self.max_log_scale, **common)
+        raise ValueError(f"layer must be 'affine', 'spline' or 'maf', got {self.layer!r}")
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """The optimiser settings as keyword arguments of :func:`flowlib.train.fit`."""
+        return dict(batch_size=self.batch_size, learning_rate=self.learning_rate, schedule=self.schedule)
+
+    def replace(self, **changes) -> "Recipe":
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+    def label(self) -> str:
+        """A one-line description, e.g. for benchmark tables."""
+        width = "x".join(str(h) for h in self.hidden_units)
+        kind = {"affine": "affine", "spline": f"spline K={self.num_bins} B={self.bound:g}", "maf": "MAF"}
+        return (f"{self.num_layers:>2} {kind.get(self.layer, self.layer)} ({width}) {self.normalization:<9} "
+                f"{self.permutation:<7} batch {self.batch_size:<4} lr {self.learning_rate:.1e} "
+                f"{self.schedule}")
+
+
+# The best affine-coupling recipe of bench/sweep.py (the headline before spline layers):
+# 12 couplings of (64, 64), no normalisation, batch 256, 7e-4 with cosine decay.
+AFFINE = Recipe(layer="affine", num_layers=12, hidden_units=(64, 64), normalization="none",
+                batch_size=256, learning_rate=7e-4, schedule="cosine")
+
+# The headline (bench/sweep.py, README "Defaults").
+HEADLINE = AFFINE
+
+# Training steps of the demo: about a minute on 2 CPU cores (the step rate of the headline).
+DEMO_STEPS = 20_000
