@@ -52,8 +52,12 @@ class Result:
 
 
 def train_for_budget(config, budget: float, target, x_train, x_test, *, seed: int = 0,
-                     return_flow: bool = False, jit_compile: bool = False):
-    """Train ``config`` for ``budget`` seconds of ``fit`` and evaluate it on ``x_test``."""
+                     return_flow: bool = False, jit_compile: bool = False, steps: int | None = None):
+    """Train ``config`` for ``budget`` seconds of ``fit`` and evaluate it on ``x_test``.
+
+    With ``steps``, train for that many steps instead (cosine over the steps, no time
+    budget): a comparison at equal steps, which the load of a shared machine cannot bias.
+    """
     import contextlib
     import io
 
@@ -62,11 +66,15 @@ def train_for_budget(config, budget: float, target, x_train, x_test, *, seed: in
     from flowlib import metrics, train
 
     load_before = _common.load()
-    flow = config.build(seed)
+    flow = config.build(seed=seed)
     with contextlib.redirect_stdout(io.StringIO()):  # fit's "stopped: the time budget is spent"
-        history = train.fit(flow, x_train, steps=1_000_000, steps_per_call=50, seed=seed,
-                            max_seconds=budget, schedule_by_time=True, progress=False,
-                            jit_compile=jit_compile, **config.fit_kwargs())
+        if steps is None:
+            history = train.fit(flow, x_train, steps=1_000_000, steps_per_call=50, seed=seed,
+                                max_seconds=budget, schedule_by_time=True, progress=False,
+                                jit_compile=jit_compile, **config.fit_kwargs())
+        else:
+            history = train.fit(flow, x_train, steps=steps, steps_per_call=50, seed=seed, progress=False,
+                                jit_compile=jit_compile, **config.fit_kwargs())
     times = history.times
     rate = 50 * (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
     result = metrics.evaluate(flow, target, x_test)

@@ -110,7 +110,7 @@ def main(argv=None) -> None:
             variants.append(("one-pass + fused Adam + XLA", True, True, True))
         calls, first = {}, {}
         for name, one_pass, fused, jit in variants:
-            calls[name], first[name] = make_call(config.build(0), x, one_pass=one_pass, fused=fused, jit=jit,
+            calls[name], first[name] = make_call(config.build(seed=0), x, one_pass=one_pass, fused=fused, jit=jit,
                                                  batch_size=config.batch_size)
         rates = timed_rounds(calls, args.rounds, args.steps)
         reference = statistics.median(rates[variants[0][0]])
@@ -126,7 +126,7 @@ def main(argv=None) -> None:
         print(f"\n## fit's step (one-pass + fused Adam) by batch size")
         calls, first = {}, {}
         for batch_size in (256, 512, 1024, 2048):
-            calls[batch_size], first[batch_size] = make_call(config.build(0), x, one_pass=True, fused=True,
+            calls[batch_size], first[batch_size] = make_call(config.build(seed=0), x, one_pass=True, fused=True,
                                                              jit=False, batch_size=batch_size)
         rates = timed_rounds(calls, args.rounds, args.steps)
         print(f"   {'batch':>5} {'steps/s':>8} {'points/s':>9}")

@@ -41,6 +41,11 @@ TIE = 0.02  # nats: a smaller improvement does not count as better
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of fit per run (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="train each run for this many steps instead of --budget seconds: a comparison "
+                             "at equal steps, for a machine too loaded for a fair time budget")
+    parser.add_argument("--first", type=int, default=None,
+                        help="stage 6: only the first N layer candidates, and no learning-rate stage")
     parser.add_argument("--stage", choices=("all", "affine", "layers"), default="all",
                         help="stages 1-5 (affine), 6 (layers) or all (default: %(default)s)")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results/sweep*.txt")
@@ -48,8 +53,8 @@ def main(argv=None) -> None:
 
     name = "sweep_layers" if args.stage == "layers" else "sweep"
     with _common.recorded(name, enabled=not args.no_record):
-        _common.header(f"sweep: held-out gap after {args.budget:g} s of fit (compilation included), "
-                       "coordinate-wise from a base configuration")
+        spent = f"{args.steps} steps" if args.steps else f"{args.budget:g} s of fit (compilation included)"
+        _common.header(f"sweep: held-out gap after {spent}, coordinate-wise from a base configuration")
         print(__doc__.split("\n\n", 1)[1].split("\n\n    .venv")[0])
         print()
         target, x_train, x_test = _budget.data()
@@ -60,7 +65,8 @@ def main(argv=None) -> None:
         def run(config: _budget.Config) -> _budget.Result:
             key = dataclasses.astuple(config)
             if key not in done:
-                done[key] = _budget.train_for_budget(config, args.budget, target, x_train, x_test)
+                done[key] = _budget.train_for_budget(config, args.budget, target, x_train, x_test,
+                                                     steps=args.steps)
                 print("  " + done[key].line(), flush=True)
             else:
                 print("  " + done[key].line() + " (same as above)", flush=True)
@@ -72,7 +78,7 @@ def main(argv=None) -> None:
             return min((r for r in results if r.gap <= best + TIE), key=cost)
 
         if args.stage == "layers":
-            layer_stage(run, choose)
+            layer_stage(run, choose, first=args.first)
             return
         base = _budget.Config(layer="affine", num_layers=8, hidden_units=(128, 128), normalization="batchnorm",
                               batch_size=512, learning_rate=1e-3, schedule="cosine")
@@ -117,7 +123,7 @@ def main(argv=None) -> None:
             layer_stage(run, choose, base)
 
 
-def layer_stage(run, choose, base=None) -> None:
+def layer_stage(run, choose, base=None, first: int | None = None) -> None:
     """Stage 6: the layer kind at the affine sweep's optimiser settings, then the winner's peak rate."""
     from flowlib.recipe import AFFINE
 
@@ -129,16 +135,18 @@ def layer_stage(run, choose, base=None) -> None:
     candidates = [
         base,
         spline,
+        dataclasses.replace(base, layer="maf", num_layers=8, hidden_units=(64, 64)),
         dataclasses.replace(spline, num_bins=16),
+        dataclasses.replace(spline, permutation="lu"),
         dataclasses.replace(spline, bound=5.0),
         dataclasses.replace(spline, num_layers=6),
-        dataclasses.replace(spline, permutation="lu"),
         dataclasses.replace(spline, normalization="actnorm"),
-        dataclasses.replace(base, layer="maf", num_layers=8, hidden_units=(64, 64)),
     ]
-    results = [run(config) for config in candidates]
+    results = [run(config) for config in candidates[:first]]
     best = choose(results, lambda r: -r.rate).config  # among near-ties, the faster step
     print(f"-> {best.label()}")
+    if first is not None:
+        return
     print("\n## 7. the winner's peak learning rate")
     results = [run(dataclasses.replace(best, learning_rate=float(f"{f * best.learning_rate:.2g}")))
                for f in (1, 2)]

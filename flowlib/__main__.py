@@ -2,39 +2,117 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-import time
+import tempfile
+import threading
 from pathlib import Path
+from typing import Iterator, NoReturn
 
+from flowlib import validation
 
-# The headline flow: flowlib.recipe.HEADLINE (the architecture and schedule the sweep in
-# bench/sweep.py chose), trained for recipe.DEMO_STEPS steps, about a minute.
+# The headline flow: the architecture and schedule the sweep in bench/sweep.py chose
+# (flowlib's DEFAULT_* constants), trained for about a minute.
+DEMO_STEPS = 20_000
 DEMO_STEPS_FAST = 200
+DEMO_NORMALIZATION = "none"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+# --------------------------------------------------------------------------- quiet start-up
+# The TensorFlow wheel prints these lines on every start on a machine without a GPU (and the
+# factory and placer lines on every machine): C++ log lines written before Python can
+# intervene, not silenced by TF_CPP_MIN_LOG_LEVEL. A newcomer reads them as failure.
+_ALWAYS_NOISE = (
+    "Unable to register cuDNN factory", "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory", "computation placer already registered",
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "TF-TRT Warning: Could not find TensorRT",
+)
+# Only noise where there is no GPU: with one, a failing cuInit is a real problem.
+_NO_GPU_NOISE = ("failed call to cuInit", "Could not find cuda drivers on your machine")
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return value
+def gpu_present() -> bool:
+    """True if the machine has an NVIDIA device node (then CUDA start-up errors are real)."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def _is_noise(line: str, gpu: bool) -> bool:
+    return any(text in line for text in _ALWAYS_NOISE + (() if gpu else _NO_GPU_NOISE))
+
+
+@contextlib.contextmanager
+def quiet_tensorflow_startup() -> Iterator[None]:
+    """While the block runs, drop TensorFlow's known start-up noise from standard error.
+
+    Standard error (file descriptor 2, which TensorFlow's C++ logging writes to) passes
+    through a filter that removes only the lines listed in ``_ALWAYS_NOISE`` (and, on a
+    machine without an NVIDIA device, ``_NO_GPU_NOISE``) and forwards every other line
+    unchanged, so a real error still shows. After the block standard error is restored:
+    nothing printed later is filtered. Put the import of TensorFlow and its device
+    discovery in the block.
+    """
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:  # no usable standard error: nothing to clean
+        yield
+        return
+    gpu = gpu_present()
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for raw in pipe:
+                if not _is_noise(raw.decode("utf-8", "replace"), gpu):
+                    os.write(original, raw)
+
+    thread = threading.Thread(target=forward, daemon=True)
+    thread.start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes the pipe's last write end: the thread sees the end
+        thread.join(timeout=10)
+        os.close(original)
+
+
+# --------------------------------------------------------------------------- arguments
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line: ``python -m flowlib demo: error: ... (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _argument(parse, check, description: str):
+    """An argparse type: ``check(parse(text))`` with a :mod:`flowlib.validation` check."""
+    def convert(text: str):
+        try:
+            return check(parse(text), "value")
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {description}, got {text!r}") from None
+
+    return convert
+
+
+_positive_int = _argument(int, validation.positive_int, "a positive integer")
+_positive_float = _argument(float, validation.positive_float, "a positive, finite number")
+_seed = _argument(int, validation.seed, f"an integer from 0 to {validation.MAX_SEED}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flowlib.recipe import DEMO_STEPS, HEADLINE
+    from flowlib import flows, train
 
-    parser = argparse.ArgumentParser(prog="python -m flowlib", description=__doc__)
+    parser = _Parser(prog="python -m flowlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="train the headline flow on a word and write its figures",
-        description="Train the headline flow (flowlib.recipe.HEADLINE: a standard normal pushed onto points drawn "
+        "demo", help="train a RealNVP flow on a word and write its figures",
+        description="Train the headline RealNVP flow (a standard normal pushed onto points drawn "
                     "from a word rendered as text), print its held-out NLL next to the entropy bound, "
                     "and write figures: the layer-by-layer grid, the learned density beside the "
                     "target, and the training curve.")
@@ -42,62 +120,90 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=_positive_int, default=None,
                       help=f"training steps (default: {DEMO_STEPS}, about a minute on 2 CPU cores; "
                            f"{DEMO_STEPS_FAST} with --fast)")
-    demo.add_argument("--layer", choices=("affine", "spline", "maf"), default=HEADLINE.layer,
-                      help="layer kind: RealNVP's affine coupling, rational-quadratic spline coupling or "
-                           "MAF (default: %(default)s)")
-    demo.add_argument("--batch-size", type=_positive_int, default=HEADLINE.batch_size,
+    demo.add_argument("--batch-size", type=_positive_int, default=train.DEFAULT_BATCH_SIZE,
                       help="points per training step (default: %(default)s)")
-    demo.add_argument("--learning-rate", type=_positive_float, default=HEADLINE.learning_rate,
+    demo.add_argument("--learning-rate", type=_positive_float, default=train.DEFAULT_LEARNING_RATE,
                       help="Adam's peak learning rate, cosine-decayed (default: %(default)s)")
-    demo.add_argument("--num-layers", type=_positive_int, default=HEADLINE.num_layers,
-                      help="coupling (or autoregressive) layers (default: %(default)s)")
-    demo.add_argument("--hidden-units", type=_positive_int, default=HEADLINE.hidden_units[0],
+    demo.add_argument("--num-layers", type=_positive_int, default=flows.DEFAULT_NUM_LAYERS,
+                      help="affine coupling layers (default: %(default)s)")
+    demo.add_argument("--hidden-units", type=_positive_int, default=flows.DEFAULT_HIDDEN_UNITS[0],
                       help="width of the two hidden layers of each coupling network (default: %(default)s)")
-    demo.add_argument("--normalization", choices=("batchnorm", "actnorm", "none"), default=HEADLINE.normalization,
+    demo.add_argument("--normalization", choices=("batchnorm", "actnorm", "none"), default=DEMO_NORMALIZATION,
                       help="normalisation layer after every second coupling (default: %(default)s, the "
                            "sweep's choice; the post's stack is --num-layers 8 --hidden-units 128 "
-                           "--layer affine --normalization batchnorm)")
+                           "--normalization batchnorm)")
     demo.add_argument("--num-samples", type=_positive_int, default=8000,
                       help="base samples in the layer-by-layer figure (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of weights, data and batches (default: %(default)s)")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of weights, data and batches (default: %(default)s)")
     demo.add_argument("--out", type=Path, default=Path("figures"), help="folder for the figures (default: %(default)s)")
     demo.add_argument("--fast", action="store_true",
                       help="a quick run for tests: few steps, small data (also set by FLOWLIB_FAST=1)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.set_defaults(command_parser=demo)  # for errors found after parsing (check_demo_arguments)
     return parser
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def _check_out(out: Path) -> str | None:
+    """Why figures cannot be written to the folder ``out`` (None if they can): tried, not guessed."""
+    if out.exists() and not out.is_dir():
+        return f"{str(out)!r} exists and is not a folder"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        return f"cannot write to {str(out)!r}: {error.strerror or error}"
+    return None
+
+
+def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """Check every argument of ``demo`` before any work; return the target and the flow.
+
+    Numbers were checked while parsing; here come the word (rendered), the output folder
+    (a file is created and removed in it) and the flow's arguments together (built). Each
+    problem ends the program through ``parser.error``: one line, exit code 2.
+    """
+    from flowlib import data, flows
+
+    try:
+        target = data.PictureDistribution.from_text(args.text)
+    except (TypeError, ValueError) as error:
+        parser.error(f"argument --text: {error}")
+    problem = _check_out(args.out)
+    if problem:
+        parser.error(f"argument --out: {problem}")
+    try:
+        flow = flows.realnvp(num_layers=args.num_layers, hidden_units=(args.hidden_units,) * 2,
+                             normalization=args.normalization, seed=args.seed)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    return target, flow
+
+
+def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from flowlib import config, data, flows, metrics, plotting, train
-    from flowlib.recipe import DEMO_STEPS, HEADLINE
+    from flowlib import config, flows, metrics, plotting, train
 
+    target, flow = check_demo_arguments(parser, args)
     fast = args.fast or config.fast_mode()
     steps = args.steps or (DEMO_STEPS_FAST if fast else DEMO_STEPS)
     num_train, num_test = (20_000, 5_000) if fast else (100_000, 50_000)
-    try:
-        target = data.PictureDistribution.from_text(args.text)
-    except ValueError as error:
-        print(f"error: --text: {error}", file=sys.stderr)
-        return 2
     x_train = target.sample(num_train, seed=args.seed)
     x_test = target.sample(num_test, seed=args.seed + 1)
-    chosen = HEADLINE.replace(layer=args.layer, num_layers=args.num_layers,
-                              hidden_units=(args.hidden_units,) * len(HEADLINE.hidden_units),
-                              normalization=args.normalization, batch_size=args.batch_size,
-                              learning_rate=args.learning_rate)
-    flow = chosen.build(seed=args.seed)
-    print(f"training {chosen.label()} ({flows.num_parameters(flow):,} parameters) "
+    print(f"training a RealNVP with {args.num_layers} couplings ({flows.num_parameters(flow):,} parameters) "
           f"on “{target.name}” for {steps} steps")
-    history = train.fit(flow, x_train, steps=steps, seed=args.seed, progress=not args.no_progress,
-                        **chosen.fit_kwargs())
+    history = train.fit(flow, x_train, steps=steps, batch_size=args.batch_size,
+                        learning_rate=args.learning_rate, seed=args.seed, progress=not args.no_progress)
+    if history.steps == 0:
+        print("error: training failed before any step could be kept, so no figures were written "
+              "(the message above says what to try)", file=sys.stderr)
+        return 1
     result = metrics.evaluate(flow, target, x_test)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     written = []
     fig = plotting.plot_layer_grid(flow, num_samples=args.num_samples, seed=args.seed)
     written.append(args.out / "layers.png")
@@ -111,8 +217,9 @@ def run_demo(args: argparse.Namespace) -> int:
     ax.figure.savefig(written[-1], dpi=110, bbox_inches="tight")
     plt.close("all")
 
-    print(f"trained {history.steps} steps in {history.seconds:.1f} s"
-          + (f" ({history.rescues} rescues)" if history.rescues else ""))
+    print(f"trained {history.steps} of {steps} steps in {history.seconds:.1f} s"
+          + (f" ({history.rescues} rescues)" if history.rescues else "")
+          + (", then stopped (see above)" if history.stopped else ""))
     print(result)
     for path in written:
         print(f"wrote {path}")
@@ -120,10 +227,16 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ logging: errors only (its own default shows information too).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    with quiet_tensorflow_startup():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device discovery prints the CUDA noise: do it now
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "demo":
-        return run_demo(args)
+        return run_demo(args, args.command_parser)
     return 2
 
 

@@ -34,6 +34,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from flowlib import validation
+
 tfb = tfp.bijectors
 
 Network = Callable[[tf.Tensor], tf.Tensor]
@@ -52,9 +54,10 @@ class MLP(tf.Module):
     def __init__(self, input_dim: int, output_dim: int, hidden_units: Sequence[int] = (64, 64),
                  *, seed: int = 0, zero_last: bool = True, name: str | None = None):
         super().__init__(name=name)
-        sizes = [int(input_dim), *[int(h) for h in hidden_units], int(output_dim)]
-        if any(size <= 0 for size in sizes):
-            raise ValueError(f"all layer sizes must be positive, got {sizes}")
+        sizes = [validation.positive_int(input_dim, "input_dim"),
+                 *validation.positive_ints(hidden_units, "hidden_units", allow_empty=True),
+                 validation.positive_int(output_dim, "output_dim")]
+        seed = validation.seed(seed)
         self.kernels: list[tf.Variable] = []
         self.biases: list[tf.Variable] = []
         for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -85,10 +88,7 @@ def half_mask(dim: int, *, keep_first: bool = True) -> np.ndarray:
     In 2-D, ``half_mask(2)`` is ``[True, False]``: ``x1`` is the horizontal coordinate,
     ``x2`` the vertical one, as in the reference post.
     """
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"dim must be an integer, got {dim!r}")
-    if dim < 2:
-        raise ValueError(f"coupling needs at least 2 dimensions, got dim={dim}")
+    dim = validation.integer(dim, "dim", minimum=2)
     mask = np.arange(dim) < (dim + 1) // 2
     return mask if keep_first else ~mask
 
@@ -339,7 +339,7 @@ class AffineCoupling(Coupling):
                  max_log_scale: float | None = 2.0, hidden_units: Sequence[int] = (64, 64),
                  seed: int = 0, name: str = "affine_coupling"):
         parameters = dict(locals())
-        self.max_log_scale = check_bound(max_log_scale, "max_log_scale")
+        self.max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
         super().__init__(mask, network, outputs_per_changed=2, hidden_units=hidden_units,
                          seed=seed, name=name, parameters=parameters)
 
@@ -372,9 +372,7 @@ class ActNorm(FlowBijector):
 
     def __init__(self, dim: int, *, name: str = "act_norm"):
         parameters = dict(locals())
-        if int(dim) < 1:
-            raise ValueError(f"dim must be positive, got {dim}")
-        self.dim = int(dim)
+        self.dim = validation.positive_int(dim, "dim")
         self.shift = tf.Variable(tf.zeros([self.dim]), name="shift")
         self.log_scale = tf.Variable(tf.zeros([self.dim]), name="log_scale")
         self.initialized = tf.Variable(False, trainable=False, name="initialized")
@@ -433,11 +431,9 @@ class BatchNormalization(FlowBijector):
         parameters = dict(locals())
         if not (isinstance(training, tf.Variable) and training.dtype == tf.bool):
             raise TypeError("training must be a boolean tf.Variable shared by the flow's layers")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be positive, got {epsilon}")
-        self.dim, self.momentum, self.epsilon = int(dim), float(momentum), float(epsilon)
+        self.dim = validation.positive_int(dim, "dim")
+        self.momentum = validation.real(momentum, "momentum", minimum=0.0, maximum=1.0, maximum_inclusive=False)
+        self.epsilon = validation.positive_float(epsilon, "epsilon")
         self.training = training
         self.moving_mean = tf.Variable(tf.zeros([self.dim]), trainable=False, name="moving_mean")
         self.moving_variance = tf.Variable(tf.ones([self.dim]), trainable=False, name="moving_variance")

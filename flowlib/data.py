@@ -26,26 +26,12 @@ from typing import Union
 
 import numpy as np
 
+from flowlib import validation
+
 ImageSource = Union[str, os.PathLike, np.ndarray]
 
 DEFAULT_WIDTH = 6.0
 DEFAULT_FONT = "DejaVu Sans"  # ships with matplotlib, so the rendering works everywhere
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
-
-
-def _check_positive_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive, finite number, got {value}")
-    return float(value)
 
 
 def render_text(text: str, *, font_size: int = 72, font_family: str = DEFAULT_FONT,
@@ -65,7 +51,10 @@ def render_text(text: str, *, font_size: int = 72, font_family: str = DEFAULT_FO
         raise ValueError("text is empty or only white space: there is nothing to draw")
     if "\n" in text.strip():
         raise ValueError("text must be a single line")
-    font_size = _check_positive_int(font_size, "font_size")
+    font_size = validation.positive_int(font_size, "font_size")
+    for name, value in (("font_family", font_family), ("font_weight", font_weight)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r}")
 
     # Imported here so that `import flowlib.data` stays cheap.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -173,10 +162,10 @@ class PictureDistribution:
         integers in [0, 255]; transparent pixels count as paper), or a boolean ink mask.
         A pixel is ink when its grey level is below ``threshold``.
         """
-        threshold = float(threshold)
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
-        width = _check_positive_float(width, "width")
+        threshold = validation.real(threshold, "threshold", minimum=0.0, maximum=1.0, minimum_inclusive=False)
+        width = validation.positive_float(width, "width")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {name!r}")
         grey = _load_grey(image)
         ink = grey < threshold
         if not ink.any():
@@ -219,11 +208,11 @@ class PictureDistribution:
         """Draw ``num_samples`` points uniformly on the ink, shape ``[num_samples, 2]`` float32.
 
         An ink pixel is picked uniformly, then a point uniformly inside it; since all
-        pixels have the same area this is exactly uniform on ``A``. ``seed`` makes the
-        draw repeatable and touches no global random state.
+        pixels have the same area this is exactly uniform on ``A``. The same ``seed``
+        (an integer >= 0) gives identical samples, and no global random state is touched.
         """
-        num_samples = _check_positive_int(num_samples, "num_samples")
-        rng = np.random.default_rng(seed)
+        num_samples = validation.positive_int(num_samples, "num_samples")
+        rng = np.random.default_rng(validation.seed(seed))
         ink_rows, ink_cols = np.nonzero(self.ink)
         pick = rng.integers(len(ink_rows), size=num_samples)
         within = rng.random((num_samples, 2))
@@ -237,9 +226,15 @@ class PictureDistribution:
 
         ``points``: array ``[..., 2]``; returns float64 ``[...]``.
         """
-        points = np.asarray(points, dtype=np.float64)
+        points = np.asarray(points.numpy() if hasattr(points, "numpy") else points)
+        if points.dtype == bool or not (np.issubdtype(points.dtype, np.integer)
+                                        or np.issubdtype(points.dtype, np.floating)):
+            raise TypeError(f"points must be a numeric array of shape [..., 2], got dtype {points.dtype}")
+        points = points.astype(np.float64)
         if points.ndim < 1 or points.shape[-1] != 2:
             raise ValueError(f"points must have shape [..., 2], got {points.shape}")
+        if np.isnan(points).any():  # no density at "not a number"; +-inf is simply off the ink
+            raise ValueError("points contain NaN values")
         left, _, _, top = self.extent
         col = np.floor((points[..., 0] - left) / self.pixel_size)
         row = np.floor((top - points[..., 1]) / self.pixel_size)

@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flowlib import bijectors as _bijectors
+from flowlib import validation
 from flowlib.bijectors import ActNorm, AdditiveCoupling, AffineCoupling, BatchNormalization, half_mask
 
 tfb = tfp.bijectors
@@ -41,29 +42,27 @@ DEFAULT_MAX_LOG_SCALE = 2.0
 
 
 def _check_dim(dim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"dim must be an integer, got {dim!r}")
-    if dim < 2:
-        raise ValueError(f"a coupling flow needs dim >= 2, got dim={dim}")
-    return int(dim)
+    return validation.integer(dim, "dim", minimum=2)
 
 
 def _check_layers(num_layers: int) -> int:
-    if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)):
-        raise TypeError(f"num_layers must be an integer, got {num_layers!r}")
-    if num_layers < 1:
-        raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-    return int(num_layers)
+    return validation.positive_int(num_layers, "num_layers")
 
 
 def _check_hidden(hidden_units: Sequence[int]) -> tuple[int, ...]:
-    try:
-        units = tuple(int(h) for h in hidden_units)
-    except TypeError:
-        raise TypeError(f"hidden_units must be a sequence of integers, got {hidden_units!r}") from None
-    if not units or any(h <= 0 for h in units):
-        raise ValueError(f"hidden_units must be a non-empty sequence of positive integers, got {hidden_units!r}")
-    return units
+    return validation.positive_ints(hidden_units, "hidden_units")
+
+
+PERMUTATIONS = ("reverse", "random", "lu")
+
+
+def _check_seed(seed: int, num_layers: int) -> int:
+    # Layer i's network is seeded with seed * 1000 + i, which must stay a valid seed too.
+    seed = validation.seed(seed)
+    if seed * 1000 + num_layers > validation.MAX_SEED:
+        raise ValueError(f"seed must be at most {(validation.MAX_SEED - num_layers) // 1000} "
+                         f"(each layer's network takes seed * 1000 + its index), got {seed}")
+    return seed
 
 
 def lu_linear(dim: int, *, seed: int = 0, name: str = "lu_linear") -> tfb.ScaleMatvecLU:
@@ -116,6 +115,9 @@ def nice(dim: int = 2, *, num_layers: int = 4, hidden_units: Sequence[int] = DEF
     Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base.
     """
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
+    permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
+    scaling = validation.boolean(scaling, "scaling")
+    seed = _check_seed(seed, num_layers)
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):
         layers.append(AdditiveCoupling(half_mask(dim), hidden_units=hidden_units, seed=seed * 1000 + i,
@@ -132,7 +134,8 @@ def nice(dim: int = 2, *, num_layers: int = 4, hidden_units: Sequence[int] = DEF
 def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
             hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
             normalization: Normalization = "batchnorm", normalize_every: int = 2,
-            permutation: Permutation = "reverse", max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
+            normalize_after: Sequence[int] | None = None, permutation: Permutation = "reverse",
+            max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
             seed: int = 0) -> tfd.TransformedDistribution:
     """A RealNVP flow (Dinh et al., 2017): affine couplings, normalisation and permutations.
 
@@ -153,26 +156,37 @@ def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
             is consistent, unlike ``tfb.BatchNormalization``'s inside a flow),
             ``"actnorm"`` (data-initialised, no train/eval mismatch) or ``"none"``.
         normalize_every: one normalisation layer after every this many couplings.
+        normalize_after: instead of ``normalize_every``, the indices of the couplings
+            (0 = latent side) followed by a normalisation layer; the post's code has
+            ``(0, 2, 4, 6)``, so its layer next to the data is a coupling.
         permutation: ``"reverse"`` (in 2-D the swap, a mirror about ``y = x``),
             ``"random"`` (a fixed random order per layer, seeded) or ``"lu"`` (a learned
             invertible linear map, :func:`lu_linear`).
         max_log_scale: bound on each coupling's log-scale; ``None`` for unbounded.
-        seed: seeds every network's initial weights (and random permutations).
+        seed: seeds every network's initial weights (and random permutations): the same
+            seed builds an identical flow. An integer from 0 to 2,147,483 (layer ``i``'s
+            network is seeded with ``seed * 1000 + i``).
 
     Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base.
     """
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
-    if normalization not in ("batchnorm", "actnorm", "none"):
-        raise ValueError(f"normalization must be 'batchnorm', 'actnorm' or 'none', got {normalization!r}")
-    if isinstance(normalize_every, bool) or not isinstance(normalize_every, (int, np.integer)) \
-            or normalize_every < 1:
-        raise ValueError(f"normalize_every must be a positive integer, got {normalize_every!r}")
+    normalization = validation.choice(normalization, "normalization", ("batchnorm", "actnorm", "none"))
+    normalize_every = validation.positive_int(normalize_every, "normalize_every")
+    permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
+    max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
+    seed = _check_seed(seed, num_layers)
+    if normalize_after is None:
+        normalize_after = range(normalize_every - 1, num_layers, normalize_every)
+    normalize_after = set(int(i) for i in normalize_after)
+    if not normalize_after <= set(range(num_layers)):
+        raise ValueError(f"normalize_after must hold coupling indices 0 to {num_layers - 1}, "
+                         f"got {sorted(normalize_after)}")
     training = tf.Variable(False, trainable=False, name="training")
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):
         layers.append(AffineCoupling(half_mask(dim), hidden_units=hidden_units, max_log_scale=max_log_scale,
                                      seed=seed * 1000 + i, name=f"affine_coupling_{i}"))
-        if normalization != "none" and i % normalize_every == normalize_every - 1:
+        if normalization != "none" and i in normalize_after:
             if normalization == "batchnorm":
                 layers.append(BatchNormalization(dim, training, name=f"batch_norm_{i}"))
             else:
@@ -333,13 +347,8 @@ def layers(flow: tfd.TransformedDistribution) -> list[tfb.Bijector]:
     return list(reversed(components)) if components is not None else [bijector]
 
 
-def _as_points(points, dim: int, name: str) -> tf.Tensor:
-    array = np.asarray(points, dtype=np.float32) if not tf.is_tensor(points) else points.numpy()
-    if array.ndim != 2 or array.shape[-1] != dim:
-        raise ValueError(f"{name} must have shape [num_points, {dim}], got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return tf.constant(array, dtype=tf.float32)
+def _as_points(points, dim: int, name: str, min_points: int = 1) -> tf.Tensor:
+    return tf.constant(validation.points(points, name, dim=dim, min_points=min_points), dtype=tf.float32)
 
 
 def event_dim(flow: tfd.TransformedDistribution) -> int:
@@ -354,7 +363,7 @@ def trace(flow: tfd.TransformedDistribution, z) -> list[tuple[str, np.ndarray]]:
     entry per layer plus the start, each array ``[num_points, dim]``; the last is
     ``flow.bijector.forward(z)``.
     """
-    h = _as_points(z, event_dim(flow), "z")
+    h = _as_points(z, event_dim(validation.flow(flow)), "z")
     stages = [("base", h.numpy())]
     for layer in layers(flow):
         h = layer.forward(h)
@@ -368,7 +377,7 @@ def trace_inverse(flow: tfd.TransformedDistribution, x) -> list[tuple[str, np.nd
     Returns ``[("data", x), (layer_name, h), …]``; the name is the layer just undone and
     the last entry is ``flow.bijector.inverse(x)``.
     """
-    h = _as_points(x, event_dim(flow), "x")
+    h = _as_points(x, event_dim(validation.flow(flow)), "x")
     stages = [("data", h.numpy())]
     for layer in reversed(layers(flow)):
         h = layer.inverse(h)
@@ -398,7 +407,7 @@ def set_training(flow: tfd.TransformedDistribution, training: bool) -> None:
     """
     flag = getattr(flow, "_flowlib_training", None)
     if flag is not None:
-        flag.assign(bool(training))
+        flag.assign(validation.boolean(training, "training"))
     clear_caches(flow)
 
 
@@ -417,7 +426,8 @@ def initialize_actnorm(flow: tfd.TransformedDistribution, x) -> None:
     Runs ``x`` (data, ``[batch, dim]``) backwards through the flow; each ActNorm layer,
     when reached, is set so that its output has zero mean and unit variance.
     """
-    h = _as_points(x, event_dim(flow), "x")
+    # One point has no spread to normalise: ActNorm would divide by ~0.
+    h = _as_points(x, event_dim(validation.flow(flow)), "x", min_points=2)
     for layer in reversed(layers(flow)):
         if isinstance(layer, ActNorm):
             layer.initialize(h)

@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flowlib import flows as _flows
+from flowlib import validation
 
 tfd = tfp.distributions
 
@@ -29,14 +30,8 @@ def log_prob(flow: tfd.TransformedDistribution, points, *, batch_size: int = 163
     Batch norm is switched to evaluation mode for the call (and back afterwards), so the
     result does not depend on which other points share the batch.
     """
-    array = np.asarray(points.numpy() if tf.is_tensor(points) else points, dtype=np.float32)
-    dim = _flows.event_dim(flow)
-    if array.ndim != 2 or array.shape[1] != dim:
-        raise ValueError(f"points must have shape [num_points, {dim}], got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("points contain NaN or infinite values")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    array = validation.points(points, "points", dim=_flows.event_dim(validation.flow(flow)), min_points=0)
+    batch_size = validation.positive_int(batch_size, "batch_size")
     was_training = _flows.is_training(flow)
     if was_training:
         _flows.set_training(flow, False)
@@ -50,7 +45,8 @@ def log_prob(flow: tfd.TransformedDistribution, points, *, batch_size: int = 163
 
 
 def nll(flow: tfd.TransformedDistribution, points) -> float:
-    """Mean negative log-likelihood of ``points`` under ``flow``, in nats per point."""
+    """Mean negative log-likelihood of ``points`` (at least one) under ``flow``, in nats per point."""
+    validation.points(points, "points", dim=_flows.event_dim(validation.flow(flow)), min_points=1)
     return float(-np.mean(log_prob(flow, points)))
 
 
@@ -72,11 +68,15 @@ def evaluate(flow: tfd.TransformedDistribution, target, points) -> Evaluation:
 
     ``target`` is anything with an ``entropy()`` method in nats (e.g. a
     :class:`~flowlib.data.PictureDistribution`); ``points`` are fresh samples of it,
-    ``[num_points, dim]``, not used for training. ``standard_error`` is the standard
-    error of the mean NLL over the points.
+    ``[num_points, dim]`` with at least two points (one point has no standard error), not
+    used for training. ``standard_error`` is the standard error of the mean NLL over the points.
     """
+    points = validation.points(points, "points", dim=_flows.event_dim(validation.flow(flow)), min_points=2)
+    if not callable(getattr(target, "entropy", None)):
+        raise TypeError(f"target must have an entropy() method (e.g. a PictureDistribution), "
+                        f"got {type(target).__name__}")
+    entropy = validation.real(target.entropy(), "target.entropy()")
     values = -log_prob(flow, points)
-    entropy = float(target.entropy())
     mean = float(np.mean(values))
-    error = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    error = float(np.std(values, ddof=1) / np.sqrt(len(values)))
     return Evaluation(nll=mean, entropy=entropy, gap=mean - entropy, standard_error=error)

@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from flowlib import validation
+
 # Okabe-Ito colours (readable with every common colour-vision deficiency), one per
 # quadrant, counter-clockwise from the upper right: (+,+), (-,+), (-,-), (+,-).
 QUADRANT_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7")
@@ -28,12 +30,26 @@ def quadrant_colors(z: np.ndarray) -> np.ndarray:
 
     ``z``: ``[num_points, dim]``; returns ``[num_points]`` hex strings.
     """
-    z = np.asarray(z)
-    if z.ndim != 2 or z.shape[1] < 2:
+    z = validation.points(z, "z", min_points=0, finite=False)
+    if z.shape[1] < 2:
         raise ValueError(f"z must have shape [num_points, >=2], got {z.shape}")
     right, up = z[:, 0] >= 0, z[:, 1] >= 0
     index = np.where(up, np.where(right, 0, 1), np.where(right, 3, 2))
     return np.asarray(QUADRANT_COLORS)[index]
+
+
+def _check_limit(limit: float | None) -> float | None:
+    return validation.optional_positive_float(limit, "limit")
+
+
+def _check_extent(extent: Sequence[float]) -> tuple[float, float, float, float]:
+    if isinstance(extent, (str, bytes)) or not isinstance(extent, (Sequence, np.ndarray)) or len(extent) != 4:
+        raise TypeError(f"extent must be (left, right, bottom, top), got {extent!r}")
+    left, right, bottom, top = (validation.real(value, "extent") for value in extent)
+    if not (left < right and bottom < top):
+        raise ValueError(f"extent must be (left, right, bottom, top) with left < right and bottom < top, "
+                         f"got {tuple(extent)}")
+    return left, right, bottom, top
 
 
 def _pyplot():
@@ -54,10 +70,10 @@ def _square(ax, limit: float | None) -> None:
 def plot_points(points: np.ndarray, colors=None, *, ax=None, title: str | None = None,
                 limit: float | None = 4.0, size: float = 1.0):
     """Scatter 2-D points (optionally quadrant-coloured) on square axes; returns the Axes."""
+    points = validation.points(points, "points", dim=2, min_points=0, finite=False)  # matplotlib skips NaN
+    limit = _check_limit(limit)
+    size = validation.positive_float(size, "size")
     plt = _pyplot()
-    points = np.asarray(points)
-    if points.ndim != 2 or points.shape[1] != 2:
-        raise ValueError(f"points must have shape [num_points, 2], got {points.shape}")
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     ax.scatter(points[:, 0], points[:, 1], s=size, c=TARGET_COLOR if colors is None else colors,
@@ -75,9 +91,8 @@ def _pretty(name: str) -> str:
 def plot_stages(stages: Sequence[tuple[str, np.ndarray]], colors, *, ncols: int = 5,
                 limit: float | None = 4.0, size: float = 0.8, panel: float = 2.4):
     """One panel per ``(name, points)`` stage, as returned by :func:`flowlib.flows.trace`."""
+    ncols = validation.positive_int(ncols, "ncols")
     plt = _pyplot()
-    if ncols < 1:
-        raise ValueError(f"ncols must be positive, got {ncols}")
     nrows = int(np.ceil(len(stages) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows), squeeze=False)
     for ax in axes.flat[len(stages):]:
@@ -97,9 +112,9 @@ def plot_layer_grid(flow, *, num_samples: int = 8000, seed: int = 0, ncols: int 
     """
     from flowlib import flows
 
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    z = np.random.default_rng(seed).standard_normal((num_samples, flows.event_dim(flow))).astype(np.float32)
+    num_samples = validation.positive_int(num_samples, "num_samples")
+    ncols, limit = validation.positive_int(ncols, "ncols"), _check_limit(limit)
+    z = np.random.default_rng(validation.seed(seed)).standard_normal((num_samples, flows.event_dim(flow))).astype(np.float32)
     return plot_stages(flows.trace(flow, z), quadrant_colors(z), ncols=ncols, limit=limit)
 
 
@@ -110,7 +125,8 @@ def density_grid(flow, extent: Sequence[float], *, resolution: int = 200) -> tup
     """
     from flowlib import metrics
 
-    left, right, bottom, top = extent
+    left, right, bottom, top = _check_extent(extent)
+    resolution = validation.integer(resolution, "resolution", minimum=2)
     xs = np.linspace(left, right, resolution)
     ys = np.linspace(bottom, top, resolution)
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
@@ -129,6 +145,7 @@ def frame_axes(ax, extent: Sequence[float]) -> None:
 
 def plot_density(flow, target, *, margin: float = 0.5, resolution: int = 200, title: str | None = None):
     """The target picture beside the flow's density on the same frame; returns the Figure."""
+    margin = validation.real(margin, "margin", minimum=0.0)
     plt = _pyplot()
     left, right, bottom, top = target.extent
     extent = (left - margin, right + margin, bottom - margin, top + margin)
@@ -149,6 +166,7 @@ def plot_training_curve(history, *, entropy: float | None = None, ax=None, label
                         smooth: int = 25):
     """Training NLL (smoothed over ``smooth`` steps), held-out NLL and the entropy bound."""
     plt = _pyplot()
+    smooth = validation.positive_int(smooth, "smooth")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     loss = np.asarray(history.loss, dtype=float)
@@ -180,8 +198,11 @@ def animate_layers(stages: Sequence[tuple[str, np.ndarray]], colors, path: str |
     plt = _pyplot()
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    if frames_per_layer < 1:
-        raise ValueError(f"frames_per_layer must be positive, got {frames_per_layer}")
+    frames_per_layer = validation.positive_int(frames_per_layer, "frames_per_layer")
+    fps = validation.positive_int(fps, "fps")
+    limit = validation.positive_float(limit, "limit")
+    if len(stages) < 2:
+        raise ValueError(f"stages must hold at least two (name, points) stages to animate, got {len(stages)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4, 4))

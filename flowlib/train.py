@@ -38,6 +38,7 @@ import tensorflow_probability as tfp
 
 from flowlib import flows as _flows
 from flowlib import recipe as _recipe
+from flowlib import validation
 
 tfd = tfp.distributions
 
@@ -133,24 +134,12 @@ def _forget_traced_tensors() -> None:
     tfp_bijector.Bijector.__dict__["_cache"].clear()  # the unbound table: clears everything
 
 
-def _check_data(flow: tfd.TransformedDistribution, data, name: str) -> np.ndarray:
-    dim = _flows.event_dim(flow)
-    array = np.asarray(data.numpy() if tf.is_tensor(data) else data)
-    if not np.issubdtype(array.dtype, np.number):
-        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
-    if array.ndim != 2 or array.shape[1] != dim:
-        raise ValueError(f"{name} must have shape [num_points, {dim}] to match the flow, got {array.shape}")
-    if array.shape[0] < 2:
-        raise ValueError(f"{name} needs at least 2 points, got {array.shape[0]}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array.astype(np.float32)
+def _check_data(flow: tfd.TransformedDistribution, data, name: str, min_points: int = 2) -> np.ndarray:
+    return validation.points(data, name, dim=_flows.event_dim(flow), min_points=min_points)
 
 
 def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return validation.positive_int(value, name)
 
 
 def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
@@ -193,26 +182,27 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
 
     Batch-norm layers are in training mode during ``fit`` and in evaluation mode after.
     """
+    flow = validation.flow(flow)
     steps = _check_count(steps, "steps")
     from flowlib import config
 
     steps = config.shortened(steps)  # fewer steps only under FLOWLIB_FAST=1 (see flowlib.config)
     batch_size = _check_count(batch_size, "batch_size")
     steps_per_call = _check_count(steps_per_call, "steps_per_call")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or max_retries < 0:
-        raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
-    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
-    if schedule not in ("cosine", "constant"):
-        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    if max_seconds is not None and not max_seconds > 0:
-        raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
+    max_retries = validation.non_negative_int(max_retries, "max_retries")
+    learning_rate = validation.positive_float(learning_rate, "learning_rate")
+    schedule = validation.choice(schedule, "schedule", ("cosine", "constant"))
+    seed = validation.seed(seed)
+    max_seconds = validation.optional_positive_float(max_seconds, "max_seconds")
+    for name, flag in (("jit_compile", jit_compile), ("progress", progress), ("schedule_by_time", schedule_by_time)):
+        validation.boolean(flag, name)
+    callback = validation.callable_or_none(callback, "callback")
     if schedule_by_time and max_seconds is None:
         raise ValueError("schedule_by_time=True needs a time budget: pass max_seconds as well")
     start = time.perf_counter()  # History.seconds and max_seconds count everything from here
     data = _check_data(flow, data, "data")
     if validation_data is not None:
-        validation_data = _check_data(flow, validation_data, "validation_data")
+        validation_data = _check_data(flow, validation_data, "validation_data", min_points=1)
 
     from tqdm.auto import tqdm
 
@@ -312,8 +302,9 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
                 _flows.clear_caches(flow)
                 if retries >= max_retries:
                     history.stopped = True
-                    report(f"stopped at step {step + bad}: the loss was still {losses[bad]} after "
-                           f"{retries} rescues; weights are those of step {step}, all finite. "
+                    kept = (f"kept {step} of {steps} steps (the weights after step {step}, all finite)" if step
+                            else f"kept 0 of {steps} steps (the weights are those before fit)")
+                    report(f"stopped: the loss was still {losses[bad]} after {retries} rescues; {kept}. "
                            f"Try a lower learning_rate, a smaller max_log_scale, or normalization='actnorm'.")
                     break
                 retries += 1

@@ -12,6 +12,7 @@ figure instead, so a notebook stays complete. ``static=None`` decides automatica
 """
 from __future__ import annotations
 
+import html
 import os
 import sys
 from typing import Any
@@ -54,10 +55,10 @@ def layer_explorer(flow, *, data=None, num_samples: int = 4000, seed: int = 0, l
     ``data``: optional data points ``[n, 2]``; with them the toggle offers the inverse
     direction (the word dissolving into a Gaussian).
     """
-    from flowlib import plotting
+    from flowlib import plotting, validation
 
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    num_samples = validation.positive_int(num_samples, "num_samples")
+    seed, limit = validation.seed(seed), validation.positive_float(limit, "limit")
     directions = _stages(flow, num_samples, seed, data)
     if static is None:
         static = not interactive_frontend()
@@ -96,33 +97,29 @@ def layer_explorer(flow, *, data=None, num_samples: int = 4000, seed: int = 0, l
     return explorer
 
 
-def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = None,
-                 **recipe_changes) -> Any:
-    """Train the headline flow on a word typed in a text box, with a live loss plot.
+def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = None, **flow_kwargs) -> Any:
+    """Train a RealNVP flow on a word typed in a text box, with a live loss plot.
 
-    The flow and its training settings are :data:`flowlib.recipe.HEADLINE`, with any
-    of its fields changed by ``recipe_changes`` (e.g. ``num_layers=4``). Returns the
-    widget; without a front end (or ``static=True``) it trains on ``text`` once and
-    returns the density figure.
+    Returns the widget; without a front end (or ``static=True``) it trains on ``text``
+    once and returns the density figure.
     """
     from flowlib import data as data_module
-    from flowlib import metrics, plotting, train
-    from flowlib.recipe import HEADLINE
+    from flowlib import flows, metrics, plotting, train, validation
 
-    chosen = HEADLINE.replace(**recipe_changes)
+    steps = validation.positive_int(steps, "steps")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {text!r}")
 
-    def run(word: str, on_progress=None):
-        target = data_module.PictureDistribution.from_text(word)
-        flow = chosen.build()
-        history = train.fit(flow, target.sample(50_000, seed=0), steps=steps, callback=on_progress,
-                            **chosen.fit_kwargs())
+    def run(target, on_progress=None):
+        flow = flows.realnvp(**flow_kwargs)
+        history = train.fit(flow, target.sample(50_000, seed=0), steps=steps, callback=on_progress)
         result = metrics.evaluate(flow, target, target.sample(10_000, seed=1))
         return target, flow, history, result
 
     if static is None:
         static = not interactive_frontend()
     if static:
-        target, flow, _, result = run(text)
+        target, flow, _, result = run(data_module.PictureDistribution.from_text(text))
         return plotting.plot_density(flow, target, resolution=150, title=f"learned density (gap {result.gap:.3f} nats)")
 
     import ipywidgets as widgets
@@ -150,10 +147,16 @@ def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = 
         losses.clear()
         button.disabled = True
         try:
-            target, flow, _, result = run(box.value, show_loss)
-        except ValueError as error:
-            message.value = f"<b>Cannot train on that word:</b> {error}"
-            return
+            try:
+                target = data_module.PictureDistribution.from_text(box.value)
+            except ValueError as error:  # the word: empty, several lines, ...
+                message.value = f"<b>Cannot train on that word:</b> {html.escape(str(error))}"
+                return
+            try:
+                target, flow, _, result = run(target, show_loss)
+            except Exception as error:  # anything else (e.g. a bad keyword argument): show it, never swallow it
+                message.value = f"<b>Cannot train:</b> {type(error).__name__}: {html.escape(str(error))}"
+                return
         finally:
             button.disabled = False
         message.value = f"{result}"

@@ -31,19 +31,20 @@
 # matrix.
 
 # %%
-# Setup. In Colab only: install flowlib from the repository at a fixed ref, without
-# touching the TensorFlow that Colab ships. Everywhere: check versions, read the fast-mode switch.
+# Setup. In Colab: install flowlib at the series' fixed ref, keeping Colab's TensorFlow.
 import sys
 
 if "google.colab" in sys.modules:
-    # %pip install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@v0.1.0"
+    get_ipython().run_line_magic(
+        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@v0.1.0"')
 
 import flowlib
 
 flowlib.config.check_environment()
-FAST = flowlib.fast_mode()  # FLOWLIB_FAST=1 (CI) shrinks training; everything else is the same code
 
 # %%
+from unittest import mock
+
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
@@ -56,7 +57,7 @@ from flowlib.plotting import plot_stages, quadrant_colors
 
 tfb = tfp.bijectors
 
-NUM_POINTS = flowlib.pick(full=4000, fast=1500)  # points in the scatter plots
+NUM_POINTS = 4000  # points in the scatter plots
 rng = np.random.default_rng(0)
 z = rng.standard_normal((NUM_POINTS, 2)).astype(np.float32)  # the base sample used throughout
 colors = quadrant_colors(z)  # one colour per quadrant of z, kept through every layer
@@ -70,6 +71,13 @@ colors = quadrant_colors(z)  # one colour per quadrant of z, kept through every 
 # point, and that is what we need to compute its probability (notebook 02). So every layer
 # must be a **bijection**: one-to-one, with an inverse we can actually compute, quickly and
 # exactly.
+#
+# A word on direction, because the literature and the library disagree. In this series,
+# as in TensorFlow Probability, **forward means latent to data** (noise to sample):
+# `bijector.forward` draws samples and `log_prob` uses `inverse`. The papers we follow,
+# NICE (Dinh et al., 2014), RealNVP (Dinh et al., 2017) and Glow (Kingma and Dhariwal,
+# 2018), write their map $f$ the other way, from data $x$ to latent $z = f(x)$. So a
+# paper's $f$ is TFP's `inverse`, and a paper's $f^{-1}$ (sampling) is TFP's `forward`.
 #
 # The usual building blocks of neural networks do not offer that. A ReLU sends every
 # negative number to 0, so it forgets which negative number it saw; a dense layer that
@@ -533,7 +541,7 @@ print("Exercise 1: correct")
 
 # %%
 def stack_without_swaps(x):
-    ### BEGIN SOLUTION hint: loop over networks and apply coupling_forward(x, network) each time
+    ### BEGIN SOLUTION hint: no swaps: each layer's output is simply the next layer's input
     for network in networks:
         x = coupling_forward(x, network)
     return x
@@ -568,14 +576,14 @@ def h(x1):
 
 
 def wavy_forward(x):
-    ### BEGIN SOLUTION hint: keep x[:, :1], add h(x[:, :1]) to x[:, 1:], concatenate
+    ### BEGIN SOLUTION hint: the same structure as coupling_forward, with h in the place of the network
     x1, x2 = x[:, :1], x[:, 1:]
     return tf.concat([x1, x2 + h(x1)], axis=1)
     ### END SOLUTION
 
 
 def wavy_inverse(y):
-    ### BEGIN SOLUTION hint: the same, with a minus sign
+    ### BEGIN SOLUTION hint: undo the forward step; y1 is x1, so h(y1) is known
     y1, y2 = y[:, :1], y[:, 1:]
     return tf.concat([y1, y2 - h(y1)], axis=1)
     ### END SOLUTION
@@ -583,11 +591,21 @@ def wavy_inverse(y):
 
 points = np.random.default_rng(3).uniform(-10, 10, (1000, 2)).astype(np.float32)
 wavy_layer = AdditiveCoupling(half_mask(2), network=h)
-np.testing.assert_allclose(wavy_forward(points), wavy_layer.forward(points), atol=1e-5)
-np.testing.assert_allclose(wavy_inverse(wavy_forward(points)), points, atol=1e-4)
-x = tf.constant(points)
-with tf.GradientTape() as tape:
-    tape.watch(x)
-    y = wavy_forward(x)
-np.testing.assert_allclose(np.linalg.det(tape.batch_jacobian(y, x).numpy()), 1.0, atol=1e-5)
+expected = wavy_layer.forward(points)
+
+
+def refuse(*args, **kwargs):
+    raise AssertionError("write the coupling out yourself, without the ready-made functions or layers")
+
+
+# Inside these checks the ready-made versions refuse to run: the answer must be your own.
+with mock.patch.dict(globals(), coupling_forward=refuse, coupling_inverse=refuse), \
+        mock.patch.object(AdditiveCoupling, "forward", refuse), mock.patch.object(AdditiveCoupling, "inverse", refuse):
+    np.testing.assert_allclose(wavy_forward(points), expected, atol=1e-5)
+    np.testing.assert_allclose(wavy_inverse(wavy_forward(points)), points, atol=1e-4)
+    x = tf.constant(points)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = wavy_forward(x)
+    np.testing.assert_allclose(np.linalg.det(tape.batch_jacobian(y, x).numpy()), 1.0, atol=1e-5)
 print("Exercise 3: correct")

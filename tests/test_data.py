@@ -156,3 +156,28 @@ def test_render_text_is_dark_ink_on_white():
     grey = render_text("A")
     assert grey.min() < 0.1 and grey.max() > 0.9
     assert 0.01 < (grey < 0.5).mean() < 0.5
+
+
+def test_the_same_seed_gives_identical_samples_and_leaves_global_state_alone(word):
+    # The promise of PictureDistribution.sample's docstring.
+    before = np.random.get_state()[1].copy()
+    first, again, other = word.sample(500, seed=3), word.sample(500, seed=3), word.sample(500, seed=4)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    np.testing.assert_array_equal(word.sample(np.int64(500), seed=np.int32(3)), first)
+
+
+@pytest.mark.parametrize("seed,error", [(None, TypeError), (-1, ValueError), (2**31, ValueError), (1.5, TypeError),
+                                        ("3", TypeError)])
+def test_a_seed_that_could_not_repeat_is_refused(word, seed, error):
+    with pytest.raises(error, match="seed"):
+        word.sample(10, seed=seed)
+
+
+def test_log_prob_refuses_nan_but_places_infinity_off_the_ink(word):
+    with pytest.raises(ValueError, match="NaN"):
+        word.log_prob(np.array([[np.nan, 0.0]]))
+    assert word.log_prob(np.array([[np.inf, 0.0]]))[0] == -np.inf
+    with pytest.raises(TypeError, match="numeric"):
+        word.log_prob([["0", "0"]])

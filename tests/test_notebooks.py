@@ -5,6 +5,7 @@ reader sees before running anything.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -17,6 +18,28 @@ from flowlib import config
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [path.stem for path in NOTEBOOKS]
+
+# The setup cell every notebook starts with (COMMON.md), word for word but for the ref.
+SETUP = f"""# Setup. In Colab: install flowlib at the series' fixed ref, keeping Colab's TensorFlow.
+import sys
+
+if "google.colab" in sys.modules:
+    get_ipython().run_line_magic(
+        "pip", 'install --quiet --no-deps "git+https://github.com/{config.REPOSITORY}@{config.REF}"')
+
+import flowlib
+
+flowlib.config.check_environment()"""
+
+# What a reader must not see: the test harness's switches and vocabulary.
+SCAFFOLDING = re.compile(r"\bpick\(|(?-i:\bFAST\b)|fast[ -]mode|FLOWLIB_FAST|(?-i:\bCI\b)|nbval|benchmark", re.I)
+
+
+def _exercises_tool():
+    spec = importlib.util.spec_from_file_location("exercises_tool", ROOT / "tools" / "exercises.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_the_series_is_numbered_without_gaps():
@@ -49,11 +72,22 @@ def test_first_cells_badge_and_colab_setup(path):
     assert badge in first.source, "the Colab badge must point at this notebook"
     assert "After this notebook you can" in first.source and "Prerequisites" in first.source
     setup = next(cell for cell in notebook.cells if cell.cell_type == "code")
-    assert 'if "google.colab" in sys.modules:' in setup.source
-    assert f"git+https://github.com/{config.REPOSITORY}@{config.REF}" in setup.source
-    assert "--no-deps" in setup.source  # never reinstall Colab's TensorFlow
-    assert "flowlib.config.check_environment()" in setup.source
-    assert "FAST = flowlib.fast_mode()" in setup.source
+    assert setup.source.strip() == SETUP, "the first code cell must be the series' setup cell (COMMON.md)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_the_reader_sees_no_test_scaffolding(path):
+    notebook = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        found = SCAFFOLDING.search(cell.source)
+        assert found is None, f"cell {index} shows {found.group(0)!r}: keep the harness out of the lecture"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_the_twin_is_valid_python(path):
+    """`python notebooks/NN_name.py` must at least parse (an `if` before a comment-only body does not)."""
+    twin = path.with_suffix(".py")
+    compile(twin.read_text(), str(twin), "exec")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -65,7 +99,12 @@ def test_committed_outputs_are_from_a_full_run(path):
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure in the outputs"
     setup_text = "".join(o.get("text", "") for o in code[0].outputs)
-    assert "fast mode: off" in setup_text, "committed outputs must come from the full mode"
+    assert "tensorflow" in setup_text and "FLOWLIB_FAST" not in setup_text, \
+        "committed outputs must come from a full run (run `make notebooks`)"
+    for output in outputs:
+        plain = output.get("data", {}).get("text/plain", "") if "data" in output else ""
+        assert not re.search(r"\b0%\|", plain), f"a progress bar frozen at 0%: {plain[:80]!r} (tools/clean_outputs.py)"
+        assert not plain.startswith(("VBox(", "HBox(")), "a widget with no static fallback in the outputs"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -83,8 +122,54 @@ def test_ends_with_summary_and_exercises(path):
         assert re.search(r"\bassert\b|assert_allclose|assert_array", solution.source), "checks must be visible"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_exercise_has_planted_wrong_answers(path):
+    """tests/exercise_mutations/NN_name.yaml lists mutants for each solution block, in order."""
+    tool = _exercises_tool()
+    entries = tool.load_mutations(path)  # raises if missing, miscounted or too thin
+    assert entries, f"{path.name} has no solution blocks"
+    assert tool.cross_cell_uses(nbformat.read(path, as_version=4)) == []
+
+
+def test_mutation_files_belong_to_notebooks():
+    names = {path.stem for path in NOTEBOOKS}
+    for where in (ROOT / "tests" / "exercise_mutations").glob("*.yaml"):
+        assert where.stem in names, f"{where.name} has no notebook"
+
+
+def test_the_exercise_tool_sees_what_a_student_copy_would_break(tmp_path):
+    """The machinery itself: a missing yaml, and a later cell using a blank's name, are caught."""
+    tool = _exercises_tool()
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION hint: h\n    return x\n    ### END SOLUTION\n\n"
+                                  "assert f(1) == 1\nresult = f(2)"),
+        nbformat.v4.new_code_cell("print(result)"),
+    ])
+    assert tool.cross_cell_uses(notebook) == ["cell 1 uses 'result', which cell 0 binds after a blank"]
+    path = tmp_path / "99_nothing.ipynb"
+    nbformat.write(notebook, path)
+    with pytest.raises(ValueError, match="no tests/exercise_mutations/99_nothing.yaml"):
+        tool.load_mutations(path)
+    source = notebook.cells[0].source
+    replaced = tool.with_block_replaced(source, 0, "y = x\nreturn -y\n")
+    assert "    y = x\n    return -y\n" in replaced and "BEGIN SOLUTION" not in replaced
+
+
 def test_readme_lists_every_notebook():
     readme = (ROOT / "README.md").read_text()
     for path in NOTEBOOKS:
         assert f"notebooks/{path.name}" in readme
         assert f"colab.research.google.com/github/{config.REPOSITORY}/blob/main/notebooks/{path.name}" in readme
+
+
+def test_notebook_07_shows_the_recorded_tables():
+    """07's failure tables are copied from bench/results, not typed in: every row must match."""
+    notebook = nbformat.read(ROOT / "notebooks" / "07_training_stability.ipynb", as_version=4)
+    markdown = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    rows = [line for line in (ROOT / "bench" / "results" / "failure_sweep.md").read_text().splitlines()
+            if line.startswith("|")]
+    summaries = [line for name in ("post_recipe_tfp016.txt", "post_recipe_tfp017.txt")
+                 for line in (ROOT / "bench" / "results" / name).read_text().splitlines() if " failed " in line]
+    assert len(rows) >= 10 and len(summaries) == 2
+    for line in rows + summaries:
+        assert line.strip() in markdown, f"notebook 07 lacks the recorded line {line!r}"

@@ -77,7 +77,7 @@ def test_time_budget_stops_training(data):
 
 
 @pytest.mark.parametrize("kwargs,error", [
-    (dict(steps=0), ValueError), (dict(steps=1.5), ValueError), (dict(batch_size=-1), ValueError),
+    (dict(steps=0), ValueError), (dict(steps=1.5), TypeError), (dict(batch_size=-1), ValueError),
     (dict(learning_rate=0.0), ValueError), (dict(learning_rate=float("nan")), ValueError),
     (dict(schedule="linear"), ValueError), (dict(steps_per_call=0), ValueError),
     (dict(max_retries=-1), ValueError), (dict(max_seconds=0), ValueError),

@@ -71,3 +71,26 @@ def test_word_trainer_trains_on_click():
     button.click()
     assert "gap" in message.value and not button.disabled
     plt.close("all")
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    (dict(num_layer=2), ("TypeError", "num_layer")),            # a misspelt keyword
+    (dict(num_layers=2, hidden_units="8"), ("TypeError", "hidden_units")),
+    (dict(num_layers=2, normalization="<b>norm</b>"), ("ValueError", "&lt;b&gt;norm")),  # shown, escaped
+])
+def test_word_trainer_shows_every_error_in_the_widget(kwargs, words):
+    trainer = widgets.word_trainer(text="Ok", steps=5, static=False, **kwargs)
+    (_, button), message = trainer.children[0].children, trainer.children[1]
+    button.click()
+    assert message.value.startswith("<b>Cannot train")
+    for word in words:
+        assert word in message.value
+    assert "<b>norm</b>" not in message.value
+    assert not button.disabled
+
+
+def test_word_trainer_refuses_bad_arguments_at_once():
+    with pytest.raises(ValueError, match="steps"):
+        widgets.word_trainer(steps=0, static=False)
+    with pytest.raises(TypeError, match="text"):
+        widgets.word_trainer(text=7, static=False)

@@ -13,11 +13,25 @@ checks after it stay visible, and all outputs are cleared.
 
 ``check`` fails if a student copy is missing or stale (regenerating would change it).
 
-``verify`` executes every student copy (in fast mode) and fails unless each copy stops
-exactly at its blanks: every cell with a blank raises ``NotImplementedError``, and no other
-cell raises anything. That proves every blank is really checked.
+``mutants`` proves that the checks work, executing each notebook once (in fast mode), cell
+by cell in one kernel. At a cell with solution blocks it first runs, for each block, the
+student's blank (which must raise ``NotImplementedError``) and every planted wrong answer
+listed in ``tests/exercise_mutations/NN_name.yaml`` (each must make the cell's own checks
+fail: ``AssertionError``, or the error named by ``raises:``), and then the real solution,
+which must pass; every other cell must run without error. Together with a static check that
+no other cell uses a name a solution block defines, this proves what executing the student
+copy would (it stops exactly at its blanks), and more: no check passes a wrong answer we
+thought of. The yaml file lists, in order of appearance, one entry per solution block::
 
-Usage: python tools/exercises.py {build,check,verify} [notebooks...]
+    - block: 1            # the 1st "### BEGIN SOLUTION" block of the notebook
+      raises: ValueError  # optional: the error the checks raise for a mutant (AssertionError)
+      mutants:            # each replaces the block's body, written unindented
+        input_unchanged: |
+          return y
+
+``verify`` (slow, kept for debugging) executes every student copy as a student would.
+
+Usage: python tools/exercises.py {build,check,mutants,verify} [notebooks...]
 """
 from __future__ import annotations
 
@@ -33,6 +47,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = ROOT / "notebooks"
 TARGET_DIR = ROOT / "exercises"
+MUTATIONS_DIR = ROOT / "tests" / "exercise_mutations"
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:\s+hint:\s*(?P<hint>.*))?$")
 END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
 BLANK_MARK = "# TODO: your solution"
@@ -148,13 +163,187 @@ def verify(paths: list[Path]) -> int:
     return 1 if failures else 0
 
 
+# --------------------------------------------------------------------------- mutants
+def solution_blocks(source: str) -> list[tuple[int, int, str, str]]:
+    """The solution blocks of a cell: (first line, last line, indent, hint) per block, 0-based."""
+    blocks, start, indent, hint = [], None, "", ""
+    for number, line in enumerate(source.splitlines()):
+        begin = BEGIN.match(line)
+        if begin:
+            start, indent = number, begin.group("indent")
+            hint = (begin.group("hint") or "write your solution here").strip()
+        elif END.match(line) and start is not None:
+            blocks.append((start, number, indent, hint))
+            start = None
+    return blocks
+
+
+def with_block_replaced(source: str, which: int, body: str) -> str:
+    """``source`` with solution block ``which`` (of this cell) replaced by ``body``, re-indented."""
+    start, end, indent, _ = solution_blocks(source)[which]
+    lines = source.splitlines()
+    new = [indent + line if line.strip() else "" for line in body.rstrip("\n").splitlines()]
+    return "\n".join(lines[:start] + new + lines[end + 1:])
+
+
+def blank_body(hint: str) -> str:
+    return f"{BLANK_MARK}\nraise NotImplementedError({hint!r})"
+
+
+def mutation_file(path: Path) -> Path:
+    return MUTATIONS_DIR / (path.stem + ".yaml")
+
+
+def load_mutations(path: Path) -> list[dict]:
+    """The planted wrong answers of a notebook, validated against its solution blocks."""
+    import yaml
+
+    notebook = nbformat.read(path, as_version=4)
+    count = sum(len(solution_blocks(c.source)) for c in notebook.cells if c.cell_type == "code")
+    where = mutation_file(path)
+    if count and not where.is_file():
+        raise ValueError(f"{path.name} has {count} solution blocks but no {where.relative_to(ROOT)}")
+    if not count:
+        return []
+    entries = yaml.safe_load(where.read_text()) or []
+    if [entry.get("block") for entry in entries] != list(range(1, count + 1)):
+        raise ValueError(f"{where.name}: needs one entry per solution block, block: 1 to {count} in order, "
+                         f"got {[entry.get('block') for entry in entries]}")
+    for entry in entries:
+        mutants = entry.get("mutants") or {}
+        if len(mutants) < 2 or not all(isinstance(body, str) and body.strip() for body in mutants.values()):
+            raise ValueError(f"{where.name}, block {entry['block']}: needs at least two mutants, each a body")
+        if set(entry) - {"block", "mutants", "raises"}:
+            raise ValueError(f"{where.name}, block {entry['block']}: unknown keys {set(entry) - {'block', 'mutants', 'raises'}}")
+    return entries
+
+
+def _bound(statements) -> set[str]:
+    """Names the given top-level statements bind (functions, classes, assignments, imports, loops)."""
+    import ast
+
+    names: set[str] = set()
+    for node in statements:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.add(sub.id)
+    return names
+
+
+def _free_loads(node) -> set[str]:
+    """Names ``node`` reads that are not local to a function inside it."""
+    import ast
+
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        args = node.args
+        local = {a.arg for a in args.args + args.kwonlyargs + args.posonlyargs}
+        local |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+        body = node.body if isinstance(node.body, list) else [node.body]
+        local |= {n.id for b in body for n in ast.walk(b) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        return set().union(*(_free_loads(b) for b in body)) - local
+    if isinstance(node, ast.Name):
+        return {node.id} if isinstance(node.ctx, ast.Load) else set()
+    return set().union(set(), *(_free_loads(child) for child in ast.iter_child_nodes(node)))
+
+
+def cross_cell_uses(notebook: nbformat.NotebookNode) -> list[str]:
+    """Names an exercise cell binds after its first blank, used by a later cell.
+
+    In the student copy a blank raises, so whatever its cell binds from there on (and a
+    function completed by a blank) is missing: a later cell using it would fail for a
+    reason that is not its own blank. Executing the solution notebook cannot see that;
+    this static check can.
+    """
+    import ast
+
+    problems = []
+    code = [(i, c.source) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+    for position, (index, source) in enumerate(code):
+        blocks = solution_blocks(source)
+        if not blocks:
+            continue
+        first_line = blocks[0][0] + 1  # ast line numbers are 1-based
+        tree = ast.parse(source)
+        later = [node for node in tree.body if node.end_lineno >= first_line]
+        missing = _bound(later)
+        for other, other_source in code[position + 1:]:
+            other_tree = ast.parse(other_source)
+            loaded = _free_loads(other_tree)
+            for name in sorted((missing & loaded) - _bound(other_tree.body)):
+                problems.append(f"cell {other} uses {name!r}, which cell {index} binds after a blank")
+    return problems
+
+
+def run_mutants(path: Path, log=print) -> list[str]:
+    """Execute ``path`` once, planting blanks and mutants at its exercise cells; return the problems."""
+    from nbclient import NotebookClient
+
+    entries = load_mutations(path)
+    notebook = nbformat.read(path, as_version=4)
+    problems = [f"{path.name}: {p}" for p in cross_cell_uses(notebook)]
+    os.environ["FLOWLIB_FAST"] = "1"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    client = NotebookClient(notebook, timeout=600, allow_errors=True, kernel_name="python3",
+                            resources={"metadata": {"path": str(SOURCE_DIR)}})
+
+    def execute(source: str, index: int) -> tuple[str, str] | None:
+        cell = nbformat.v4.new_code_cell(source)
+        client.execute_cell(cell, index)
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        return (errors[0].ename, errors[0].evalue) if errors else None
+
+    block_number = 0
+    with client.setup_kernel():
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type != "code":
+                continue
+            for which, (_, _, _, hint) in enumerate(solution_blocks(cell.source)):
+                entry = entries[block_number]
+                block_number += 1
+                expected = entry.get("raises", "AssertionError")
+                variants = [("blank", blank_body(hint), "NotImplementedError")]
+                variants += [(name, body, expected) for name, body in entry["mutants"].items()]
+                for name, body, wanted in variants:
+                    error = execute(with_block_replaced(cell.source, which, body), index)
+                    outcome = "passed its checks" if error is None else \
+                        f"raised {error[0]}: {' '.join(error[1].split())[:160]}"
+                    ok = error is not None and error[0] == wanted
+                    log(f"  cell {index}, block {block_number}, {name}: {'ok' if ok else 'WRONG'} ({outcome})")
+                    if not ok:
+                        problems.append(f"{path.name}, block {block_number}, {name}: expected {wanted}, {outcome}")
+            error = execute(cell.source, index)
+            if error is not None:
+                problems.append(f"{path.name}, cell {index} raised {error[0]}: {error[1][:300]}")
+                log(f"  cell {index}: raised {error[0]}")
+                break  # later cells would fail for this one's reason
+    return problems
+
+
+def mutants(paths: list[Path]) -> int:
+    failures = 0
+    for path in paths:
+        print(f"{path.name}:", flush=True)
+        problems = run_mutants(path, log=lambda line: print(line, flush=True))
+        for problem in problems:
+            print(f"  - {problem}")
+        failures += bool(problems)
+    print(f"{len(paths) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("build", "check", "verify"))
+    parser.add_argument("command", choices=("build", "check", "mutants", "verify"))
     parser.add_argument("notebooks", nargs="*", help="solution notebooks (default: notebooks/NN_*.ipynb)")
     args = parser.parse_args(argv)
     paths = sources(args.notebooks)
-    return {"build": build, "check": check, "verify": verify}[args.command](paths)
+    return {"build": build, "check": check, "mutants": mutants, "verify": verify}[args.command](paths)
 
 
 if __name__ == "__main__":

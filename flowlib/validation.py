@@ -1,0 +1,175 @@
+"""One checker per kind of argument, used by every public function of flowlib.
+
+Each checker returns the value in a plain form (``int``, ``float``, a float32 array) or
+raises before any work is done, with a message that names the argument and shows what
+was given. The rules, the same everywhere:
+
+- the wrong *kind* of value (a string, a float where a count belongs, a bool) is a
+  ``TypeError``; the right kind with a wrong *value* (zero, negative, NaN, a shape that
+  does not fit) is a ``ValueError``;
+- numpy scalars count as numbers (``np.int64(3)`` is an integer, ``np.float32(1e-3)``
+  a float), Python's ``bool`` does not (``True`` is not the count 1), and strings are
+  never parsed (``"64"`` is not 64, nor the sequence ``(6, 4)``).
+
+Nothing here imports TensorFlow, so checking stays cheap and happens before TensorFlow
+sees the data.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Collection, Sequence
+
+import numpy as np
+
+# Seeds feed TensorFlow's stateless random ops, whose seeds are int32 pairs.
+MAX_SEED = 2**31 - 1
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (Python or numpy, not bool) in ``[minimum, maximum]``; returned as ``int``."""
+    if not _is_integer(value):
+        raise TypeError(f"{name} must be an integer, got {_shown(value)}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        if minimum == 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+        if minimum == 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value}")
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def positive_int(value: Any, name: str) -> int:
+    """A count: an integer >= 1."""
+    return integer(value, name, minimum=1)
+
+
+def non_negative_int(value: Any, name: str) -> int:
+    """An integer >= 0."""
+    return integer(value, name, minimum=0)
+
+
+def seed(value: Any, name: str = "seed") -> int:
+    """A seed: an integer in ``[0, 2**31 - 1]`` (``None`` is refused: it would not repeat)."""
+    if value is None:
+        raise TypeError(f"{name} must be an integer (a fixed seed, so that results repeat), got None")
+    return integer(value, name, minimum=0, maximum=MAX_SEED)
+
+
+def real(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
+         minimum_inclusive: bool = True, maximum_inclusive: bool = True, finite: bool = True) -> float:
+    """A real number (Python or numpy, not bool) in the given interval; returned as ``float``."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a number, got {_shown(value)}")
+    value = float(value)
+    if math.isnan(value) or (finite and math.isinf(value)):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    low_ok = minimum is None or (value >= minimum if minimum_inclusive else value > minimum)
+    high_ok = maximum is None or (value <= maximum if maximum_inclusive else value < maximum)
+    if not (low_ok and high_ok):
+        low = "(-inf" if minimum is None else ("[" if minimum_inclusive else "(") + f"{minimum:g}"
+        high = "inf)" if maximum is None else f"{maximum:g}" + ("]" if maximum_inclusive else ")")
+        raise ValueError(f"{name} must lie in {low}, {high}, got {value:g}")
+    return value
+
+
+def positive_float(value: Any, name: str) -> float:
+    """A finite number > 0."""
+    if _is_real(value) and not math.isnan(float(value)) and float(value) <= 0:
+        raise ValueError(f"{name} must be a positive number, got {float(value):g}")
+    return real(value, name, minimum=0.0, minimum_inclusive=False)
+
+
+def optional_positive_float(value: Any, name: str) -> float | None:
+    """``None``, or a finite number > 0 (a bound that may be switched off)."""
+    return None if value is None else positive_float(value, name)
+
+
+def boolean(value: Any, name: str) -> bool:
+    """``True`` or ``False`` (numpy bools too); ``"False"`` or ``0`` are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_shown(value)}")
+    return bool(value)
+
+
+def choice(value: Any, name: str, options: Collection[str]) -> str:
+    """One of the strings ``options``."""
+    if not isinstance(value, str) or value not in options:
+        listed = ", ".join(repr(option) for option in options)
+        raise ValueError(f"{name} must be one of {listed}; got {_shown(value)}")
+    return value
+
+
+def positive_ints(value: Any, name: str, *, allow_empty: bool = False) -> tuple[int, ...]:
+    """A sequence of positive integers, e.g. ``hidden_units=(64, 64)``; a string is refused."""
+    if isinstance(value, (str, bytes)) or _is_integer(value) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a sequence of positive integers such as (64, 64), got {_shown(value)}")
+    items = list(value)
+    if not items and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got {_shown(value)}")
+    if not all(_is_integer(item) for item in items):
+        raise TypeError(f"{name} must be a sequence of positive integers such as (64, 64), got {_shown(value)}")
+    if any(item <= 0 for item in items):
+        raise ValueError(f"{name} must contain positive integers only, got {_shown(value)}")
+    return tuple(int(item) for item in items)
+
+
+def callable_or_none(value: Any, name: str) -> Any:
+    """``None`` or something callable."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable (or None), got {type(value).__name__}")
+    return value
+
+
+def points(value: Any, name: str, *, dim: int | None = None, min_points: int = 1,
+           finite: bool = True) -> np.ndarray:
+    """An array of points ``[num_points, dim]`` as float32, numeric, ``num_points >= min_points``.
+
+    Accepts lists, numpy arrays and TensorFlow tensors (anything with ``.numpy()``). With
+    ``finite=True`` NaN and infinite values are refused (also values beyond float32's range).
+    """
+    if hasattr(value, "numpy") and callable(value.numpy):
+        value = value.numpy()
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged lists
+        raise ValueError(f"{name} must be an array of shape [num_points, {dim or 'dim'}]: {error}") from None
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    expected = f"[num_points, {dim if dim is not None else 'dim'}]"
+    if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
+        raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
+    if array.shape[0] < min_points:
+        raise ValueError(f"{name} needs at least {min_points} point{'s' if min_points > 1 else ''}, "
+                         f"got {array.shape[0]}")
+    array = array.astype(np.float32)
+    if finite and not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values (or values too large for float32)")
+    return array
+
+
+def flow(value: Any, name: str = "flow") -> Any:
+    """A model: a TFP distribution over vectors (``event_shape`` ``[dim]``), e.g. a flow from
+    :mod:`flowlib.flows` or a Gaussian baseline."""
+    event_shape = getattr(value, "event_shape", None)
+    if event_shape is None or not callable(getattr(value, "log_prob", None)) or not hasattr(event_shape, "rank"):
+        raise TypeError(f"{name} must be a flow (a TFP distribution over vectors, such as flows.realnvp()), "
+                        f"got {type(value).__name__}")
+    if event_shape.rank != 1 or event_shape[0] is None:
+        raise ValueError(f"{name} must model vectors (event_shape [dim]), got event_shape {event_shape}")
+    return value
