@@ -146,7 +146,7 @@ PLAIN_BIJECTORS = (tfb.Permute, tfb.ScaleMatvecDiag, tfb.ScaleMatvecLU, tfb.Scal
 
 def supports_one_pass(bijector: tfb.Bijector) -> bool:
     """True if :func:`inverse_and_log_det` handles ``bijector`` (see :data:`PLAIN_BIJECTORS`)."""
-    return isinstance(bijector, FlowBijector) or type(bijector) in PLAIN_BIJECTORS
+    return isinstance(bijector, (FlowBijector, *PLAIN_BIJECTORS))
 
 
 def inverse_and_log_det(bijector: tfb.Bijector, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -158,7 +158,7 @@ def inverse_and_log_det(bijector: tfb.Bijector, y: tf.Tensor) -> tuple[tf.Tensor
     """
     if isinstance(bijector, FlowBijector):
         return bijector.inverse_and_log_det(y)
-    if type(bijector) in PLAIN_BIJECTORS:
+    if isinstance(bijector, PLAIN_BIJECTORS):
         log_det = bijector.inverse_log_det_jacobian(y, event_ndims=1)
         return bijector.inverse(y), tf.broadcast_to(log_det, tf.shape(y)[:-1])
     raise TypeError(f"{type(bijector).__name__} ({bijector.name}) has no one-pass inverse: it is neither "
