@@ -5,6 +5,7 @@ Each prints its figures and saves them to ``bench/results/<name>.txt``:
 - ``profile.py``     where a training step's time goes (the ablation behind fit's speed-ups)
 - ``throughput.py``  steps/s of flowlib's fit against TFP's stock RealNVP, interleaved
 - ``quality.py``     held-out gap of the headline flow after 20, 60 and 180 s of training
+- ``peers.py``       the headline against zuko and normflows, same protocol (needs ``.[peers]``, else skipped)
 - ``sweep.py``       the coordinate-wise sweep that chose the DEFAULT_* settings (long)
 - ``stability.py``   how often the default recipe meets a non-finite loss (very long)
 - ``notebooks.py``   wall time and peak memory of every notebook and of the demo
@@ -22,8 +23,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["profile", "throughput", "quality", "sweep", "stability", "notebooks"]
-DEFAULT = ["profile", "throughput", "quality", "notebooks"]  # the sweep and stability on request
+ORDER = ["profile", "throughput", "quality", "peers", "sweep", "stability", "notebooks"]
+DEFAULT = ["profile", "throughput", "quality", "peers", "notebooks"]  # the sweep and stability on request
 
 
 def main(argv=None) -> int:
