@@ -13,6 +13,7 @@ The budget counts what a reader waits for: the whole call of ``fit`` (History.se
 compilation included; fit stops after the call that crosses it, so a run may overshoot
 by one call (50 steps here). Evaluation afterwards is not counted.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ def Config(**fields):
 
 @dataclass
 class Result:
-    config: "Recipe"  # noqa: F821  (flowlib.recipe.Recipe)
+    config: Recipe  # noqa: F821  (flowlib.recipe.Recipe)
     budget: float
     fixed_seconds: float
     rate: float
@@ -45,14 +46,26 @@ class Result:
     load_after: str
 
     def line(self) -> str:
-        return (f"{self.config.label()} | {self.rate:5.1f} steps/s, first call {self.fixed_seconds:4.1f} s, "
-                f"{self.steps:5d} steps in {self.seconds:5.1f} s"
-                f"{' +' + str(self.rescues) + ' rescues' if self.rescues else ''} | "
-                f"NLL {self.nll:.3f} gap {self.gap:.3f} ± {self.standard_error:.3f} | {self.load_after}")
+        return (
+            f"{self.config.label()} | {self.rate:5.1f} steps/s, first call {self.fixed_seconds:4.1f} s, "
+            f"{self.steps:5d} steps in {self.seconds:5.1f} s"
+            f"{' +' + str(self.rescues) + ' rescues' if self.rescues else ''} | "
+            f"NLL {self.nll:.3f} gap {self.gap:.3f} ± {self.standard_error:.3f} | {self.load_after}"
+        )
 
 
-def train_for_budget(config, budget: float, target, x_train, x_test, *, seed: int = 0,
-                     return_flow: bool = False, jit_compile: bool = False, steps: int | None = None):
+def train_for_budget(
+    config,
+    budget: float,
+    target,
+    x_train,
+    x_test,
+    *,
+    seed: int = 0,
+    return_flow: bool = False,
+    jit_compile: bool = False,
+    steps: int | None = None,
+):
     """Train ``config`` for ``budget`` seconds of ``fit`` and evaluate it on ``x_test``.
 
     With ``steps``, train for that many steps instead (cosine over the steps, no time
@@ -69,20 +82,48 @@ def train_for_budget(config, budget: float, target, x_train, x_test, *, seed: in
     flow = config.build(seed=seed)
     with contextlib.redirect_stdout(io.StringIO()):  # fit's "stopped: the time budget is spent"
         if steps is None:
-            history = train.fit(flow, x_train, steps=1_000_000, steps_per_call=50, seed=seed,
-                                max_seconds=budget, schedule_by_time=True, progress=False,
-                                jit_compile=jit_compile, **config.fit_kwargs())
+            history = train.fit(
+                flow,
+                x_train,
+                steps=1_000_000,
+                steps_per_call=50,
+                seed=seed,
+                max_seconds=budget,
+                schedule_by_time=True,
+                progress=False,
+                jit_compile=jit_compile,
+                **config.fit_kwargs(),
+            )
         else:
-            history = train.fit(flow, x_train, steps=steps, steps_per_call=50, seed=seed, progress=False,
-                                jit_compile=jit_compile, **config.fit_kwargs())
+            history = train.fit(
+                flow,
+                x_train,
+                steps=steps,
+                steps_per_call=50,
+                seed=seed,
+                progress=False,
+                jit_compile=jit_compile,
+                **config.fit_kwargs(),
+            )
     times = history.times
     rate = 50 * (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
     result = metrics.evaluate(flow, target, x_test)
-    out = Result(config=config, budget=budget, fixed_seconds=times[0] - 50 / rate, rate=rate,
-                 steps=history.steps, seconds=history.seconds,
-                 train_loss=float(np.mean(history.loss[-100:])), nll=result.nll, entropy=result.entropy,
-                 gap=result.gap, standard_error=result.standard_error, rescues=history.rescues,
-                 load_before=load_before, load_after=_common.load())
+    out = Result(
+        config=config,
+        budget=budget,
+        fixed_seconds=times[0] - 50 / rate,
+        rate=rate,
+        steps=history.steps,
+        seconds=history.seconds,
+        train_loss=float(np.mean(history.loss[-100:])),
+        nll=result.nll,
+        entropy=result.entropy,
+        gap=result.gap,
+        standard_error=result.standard_error,
+        rescues=history.rescues,
+        load_before=load_before,
+        load_after=_common.load(),
+    )
     return (out, flow, history) if return_flow else out
 
 
@@ -100,8 +141,6 @@ def data(text: str = "Flow", num_train: int = 100_000, num_test: int = 50_000, s
 
     target = PictureDistribution.from_text(text)
     return target, target.sample(num_train, seed=seed), target.sample(num_test, seed=seed + 1)
-
-
 
 
 def headline():

@@ -7,6 +7,7 @@ load average at the time (``os.getloadavg``: runnable processes averaged over 1,
 and 15 minutes; above 2 means the two cores were contended), and comparisons are made
 within one run, interleaved, so that both sides see the same noise.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,9 +37,11 @@ def header(title: str) -> None:
     import tensorflow_probability as tfp
 
     print(f"# {title}")
-    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')} | {platform.processor() or platform.machine()}"
-          f" | {os.cpu_count()} CPUs | python {platform.python_version()} | TF {tf.__version__}"
-          f" | TFP {tfp.__version__} | numpy {np.__version__}")
+    print(
+        f"# {datetime.datetime.now().isoformat(timespec='seconds')} | {platform.processor() or platform.machine()}"
+        f" | {os.cpu_count()} CPUs | python {platform.python_version()} | TF {tf.__version__}"
+        f" | TFP {tfp.__version__} | numpy {np.__version__}"
+    )
     print(f"# {load()} at the start")
 
 
@@ -92,5 +95,6 @@ def wait_for_quiet(max_load: float, timeout: float) -> str:
         time.sleep(15)
     waited = time.perf_counter() - start
     quiet = os.getloadavg()[0] < max_load
-    return (f"{load()} after waiting {waited:.0f} s for a 1-minute load below {max_load:g}"
-            + ("" if quiet else " (gave up: the machine stayed busy)"))
+    return f"{load()} after waiting {waited:.0f} s for a 1-minute load below {max_load:g}" + (
+        "" if quiet else " (gave up: the machine stayed busy)"
+    )

@@ -14,6 +14,7 @@ rate is from ``History.times`` (calls 2 onwards, compilation excluded).
 
     .venv/bin/python bench/adam.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,22 +78,33 @@ def main(argv=None) -> None:
             for round_index in range(args.rounds):
                 for name, make in contenders.items():
                     train._Adam = make
-                    history = train.fit(config.build(seed=0), x_train, steps=args.steps, steps_per_call=100,
-                                        progress=False, **config.fit_kwargs())
+                    history = train.fit(
+                        config.build(seed=0),
+                        x_train,
+                        steps=args.steps,
+                        steps_per_call=100,
+                        progress=False,
+                        **config.fit_kwargs(),
+                    )
                     times = history.times
                     rate = 100 * (len(times) - 1) / (times[-1] - times[0])
                     rates[name].append(rate)
                     final[name].append(sum(history.loss[-100:]) / 100)
-                    print(f"  round {round_index + 1} {name:<20} {rate:6.1f} steps/s  final loss "
-                          f"{final[name][-1]:.4f} | {_common.load()}", flush=True)
+                    print(
+                        f"  round {round_index + 1} {name:<20} {rate:6.1f} steps/s  final loss "
+                        f"{final[name][-1]:.4f} | {_common.load()}",
+                        flush=True,
+                    )
         finally:
             train._Adam = fused
         print()
         reference = statistics.median(rates["fused (train._Adam)"])
         for name in contenders:
             median = statistics.median(rates[name])
-            print(f"{name:<20} median {median:6.1f} steps/s ({median / reference:.2f}x fused), "
-                  f"final training loss {statistics.mean(final[name]):.4f}")
+            print(
+                f"{name:<20} median {median:6.1f} steps/s ({median / reference:.2f}x fused), "
+                f"final training loss {statistics.mean(final[name]):.4f}"
+            )
         print(f"# {_common.load()} at the end")
 
 

@@ -15,6 +15,7 @@ about 100 training runs; run it in the background::
 
     nohup nice .venv/bin/python bench/failure_sweep.py > bench/results/failure_sweep.md 2> /tmp/sweep.err &
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,24 @@ def build(normalization: str, max_log_scale, seed: int):
     tfb, tfd = tfp.bijectors, tfp.distributions
     if normalization != "TFP batch norm":
         name = {"flowlib batch norm": "batchnorm", "ActNorm": "actnorm", "none": "none"}[normalization]
-        flow = flows.realnvp(num_layers=NUM_LAYERS, hidden_units=HIDDEN, normalization=name,
-                             normalize_after=NORMALIZE_AFTER, max_log_scale=max_log_scale, seed=seed)
+        flow = flows.realnvp(
+            num_layers=NUM_LAYERS,
+            hidden_units=HIDDEN,
+            normalization=name,
+            normalize_after=NORMALIZE_AFTER,
+            max_log_scale=max_log_scale,
+            seed=seed,
+        )
         return flow, flow
     training_layers, eval_layers = [], []
     for i in range(NUM_LAYERS):
-        coupling = bijectors.AffineCoupling(bijectors.half_mask(2), hidden_units=HIDDEN, max_log_scale=max_log_scale,
-                                            seed=seed * 1000 + i, name=f"affine_coupling_{i}")
+        coupling = bijectors.AffineCoupling(
+            bijectors.half_mask(2),
+            hidden_units=HIDDEN,
+            max_log_scale=max_log_scale,
+            seed=seed * 1000 + i,
+            name=f"affine_coupling_{i}",
+        )
         training_layers.append(coupling)
         eval_layers.append(coupling)
         if i in NORMALIZE_AFTER:
@@ -80,8 +92,18 @@ def run(configuration, x_train, x_test, entropy):
     for seed in SEEDS:
         flow, eval_flow = build(normalization, max_log_scale, seed)
         with contextlib.redirect_stdout(io.StringIO()):
-            history = train.fit(flow, x_train, steps=STEPS, batch_size=BATCH, learning_rate=learning_rate,
-                                schedule="constant", seed=seed, max_retries=0, steps_per_call=20, progress=False)
+            history = train.fit(
+                flow,
+                x_train,
+                steps=STEPS,
+                batch_size=BATCH,
+                learning_rate=learning_rate,
+                schedule="constant",
+                seed=seed,
+                max_retries=0,
+                steps_per_call=20,
+                progress=False,
+            )
         if history.stopped:
             failures += 1
             found = re.search(r"at step (\d+)", history.events[-1]) if history.events else None
@@ -95,9 +117,15 @@ def run(configuration, x_train, x_test, entropy):
 
 def main(argv: list[str] | None = None) -> int:
     global NORMALIZE_AFTER
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--order", choices=sorted(ORDERS), default="post",
-                        help="where the normalisation layers sit (default: the post's order)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--order",
+        choices=sorted(ORDERS),
+        default="post",
+        help="where the normalisation layers sit (default: the post's order)",
+    )
     NORMALIZE_AFTER = ORDERS[parser.parse_args(argv).order]
     import tensorflow as tf
     import tensorflow_probability as tfp
@@ -108,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     target = data.PictureDistribution.from_text("Flow")
     x_train, x_test = target.sample(100_000, seed=0), target.sample(20_000, seed=1)[:10_000]
     entropy = target.entropy()
-    print(f"<!-- bench/failure_sweep.py | {datetime.datetime.now().isoformat(timespec='seconds')} | "
-          f"{platform.machine()} | {os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__} | "
-          f"normalisation after couplings {NORMALIZE_AFTER} | "
-          f"load at start {' '.join(f'{v:.2f}' for v in os.getloadavg())} -->\n", flush=True)
+    print(
+        f"<!-- bench/failure_sweep.py | {datetime.datetime.now().isoformat(timespec='seconds')} | "
+        f"{platform.machine()} | {os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__} | "
+        f"normalisation after couplings {NORMALIZE_AFTER} | "
+        f"load at start {' '.join(f'{v:.2f}' for v in os.getloadavg())} -->\n",
+        flush=True,
+    )
     results = {}
     for norm in NORMALIZATIONS:
         for bound in (None, 2.0):
@@ -121,12 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         for stack in (post, series):
             if (*stack, rate) not in results:
                 results[(*stack, rate)] = run((*stack, rate), x_train, x_test, entropy)
-    print("| normalisation (learning rate 1e-3) | failed, unbounded | gap, unbounded | failed, bounded (c = 2) "
-          "| gap, bounded |")
+    print(
+        "| normalisation (learning rate 1e-3) | failed, unbounded | gap, unbounded | failed, bounded (c = 2) "
+        "| gap, bounded |"
+    )
     print("|---|---:|---:|---:|---:|")
     for norm in NORMALIZATIONS:
         print(f"| {norm} | " + " | ".join([*results[(norm, None, 1e-3)], *results[(norm, 2.0, 1e-3)]]) + " |")
-    print("\n| learning rate | failed, TFP batch norm, unbounded | gap | failed, flowlib batch norm, c = 2 | gap |")
+    print(
+        "\n| learning rate | failed, TFP batch norm, unbounded | gap | failed, flowlib batch norm, c = 2 | gap |"
+    )
     print("|---:|---:|---:|---:|---:|")
     for rate in LEARNING_RATES:
         print(f"| {rate:g} | " + " | ".join([*results[(*post, rate)], *results[(*series, rate)]]) + " |")

@@ -16,6 +16,7 @@ Nothing is asserted: it prints figures, with the load average (the machine is sh
 
 On a busy machine, split the seeds over processes (``--first-seed 5 --seeds 5 --name images_b``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import header, load, recorded  # noqa: E402
 
 # The recipe of notebooks/09_images_bits_per_dimension.py (keep the two in step).
-RECIPE = dict(network="conv", hidden=32, num_scales=2, steps=1000, batch_size=128, learning_rate=1e-3,
-              copies=20, alpha=0.05)
+RECIPE = dict(
+    network="conv",
+    hidden=32,
+    num_scales=2,
+    steps=1000,
+    batch_size=128,
+    learning_rate=1e-3,
+    copies=20,
+    alpha=0.05,
+)
 
 
 def run(seed: int, *, network: str, hidden: int, steps: int, split) -> dict:
@@ -40,29 +49,55 @@ def run(seed: int, *, network: str, hidden: int, steps: int, split) -> dict:
 
     recipe = dict(RECIPE, network=network, hidden=hidden, steps=steps)
     levels, dims = split.num_levels, split.train.shape[1]
-    parts = images.multiscale_flow(*split.shape, num_scales=recipe["num_scales"], network=network, hidden=hidden,
-                                   seed=seed)
+    parts = images.multiscale_flow(
+        *split.shape, num_scales=recipe["num_scales"], network=network, hidden=hidden, seed=seed
+    )
     logit = images.Logit(recipe["alpha"])
-    z_train = logit.inverse(images.dequantize(split.train, levels, seed=seed + 1, copies=recipe["copies"])).numpy()
+    z_train = logit.inverse(
+        images.dequantize(split.train, levels, seed=seed + 1, copies=recipe["copies"])
+    ).numpy()
     wall, cpu = time.perf_counter(), time.process_time()
-    history = train.fit(parts.flow, z_train, steps=steps, batch_size=recipe["batch_size"],
-                        learning_rate=recipe["learning_rate"], seed=seed, progress=False)
+    history = train.fit(
+        parts.flow,
+        z_train,
+        steps=steps,
+        batch_size=recipe["batch_size"],
+        learning_rate=recipe["learning_rate"],
+        seed=seed,
+        progress=False,
+    )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     model = images.with_preprocessing(parts.flow, recipe["alpha"])
-    nll = [-model.log_prob(images.dequantize(split.test, levels, seed=100 + s)).numpy().mean() for s in range(5)]
+    nll = [
+        -model.log_prob(images.dequantize(split.test, levels, seed=100 + s)).numpy().mean() for s in range(5)
+    ]
     finite_losses = bool(np.all(np.isfinite(history.loss)))
-    return dict(bits=images.bits_per_dim(float(np.mean(nll)), dims, levels), wall=wall, cpu=cpu,
-                rescues=history.rescues, stopped=history.stopped, finite=finite_losses and history.rescues == 0)
+    return dict(
+        bits=images.bits_per_dim(float(np.mean(nll)), dims, levels),
+        wall=wall,
+        cpu=cpu,
+        rescues=history.rescues,
+        stopped=history.stopped,
+        finite=finite_losses and history.rescues == 0,
+    )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the recipe (default: %(default)s)")
     parser.add_argument("--compare", action="store_true", help="also train dense coupling networks (seed 0)")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=RECIPE["steps"], help="training steps (default: %(default)s)")
-    parser.add_argument("--name", default="images", help="results file bench/results/<name>.txt (default: %(default)s)")
-    parser.add_argument("--no-save", action="store_true", help="print only, do not write bench/results/images.txt")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from this one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=RECIPE["steps"], help="training steps (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--name", default="images", help="results file bench/results/<name>.txt (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-save", action="store_true", help="print only, do not write bench/results/images.txt"
+    )
     args = parser.parse_args(argv)
 
     with recorded(args.name, enabled=not args.no_save):
@@ -70,10 +105,14 @@ def main(argv=None) -> int:
         from flowlib import images
 
         split = images.load_digits()
-        print(f"# recipe {RECIPE} (steps {args.steps}); digits split "
-              f"{len(split.train)}/{len(split.validation)}/{len(split.test)}; log2(17) = {math.log2(17):.3f}")
+        print(
+            f"# recipe {RECIPE} (steps {args.steps}); digits split "
+            f"{len(split.train)}/{len(split.validation)}/{len(split.test)}; log2(17) = {math.log2(17):.3f}"
+        )
         print(f"{'run':<22}{'bits/dim':>9}{'wall s':>8}{'cpu s':>8}{'rescues':>8}  load")
-        runs = [("conv", 32, args.steps, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)]
+        runs = [
+            ("conv", 32, args.steps, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)
+        ]
         if args.compare:
             runs += [("dense", 128, args.steps, 0), ("dense", 128, 3 * args.steps, 0)]
         results = []
@@ -81,13 +120,18 @@ def main(argv=None) -> int:
             result = run(seed, network=network, hidden=hidden, steps=steps, split=split)
             results.append((network, result))
             label = f"{network}{hidden} {steps} s{seed}"
-            print(f"{label:<22}{result['bits']:>9.3f}{result['wall']:>8.1f}{result['cpu']:>8.1f}"
-                  f"{result['rescues']:>8}  {load()}", flush=True)
+            print(
+                f"{label:<22}{result['bits']:>9.3f}{result['wall']:>8.1f}{result['cpu']:>8.1f}"
+                f"{result['rescues']:>8}  {load()}",
+                flush=True,
+            )
         conv = [r for network, r in results if network == "conv"]
         bits = [r["bits"] for r in conv]
-        print(f"# conv recipe over {len(conv)} seed(s): bits/dim mean {sum(bits) / len(bits):.3f}, "
-              f"min {min(bits):.3f}, max {max(bits):.3f}; runs with a non-finite loss or a rescue: "
-              f"{sum(not r['finite'] for r in conv)}; stops: {sum(r['stopped'] for r in conv)}")
+        print(
+            f"# conv recipe over {len(conv)} seed(s): bits/dim mean {sum(bits) / len(bits):.3f}, "
+            f"min {min(bits):.3f}, max {max(bits):.3f}; runs with a non-finite loss or a rescue: "
+            f"{sum(not r['finite'] for r in conv)}; stops: {sum(r['stopped'] for r in conv)}"
+        )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"# peak resident memory of this process: {peak:.0f} MB; {load()} at the end")
     return 0

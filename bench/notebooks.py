@@ -17,6 +17,7 @@ and full mode under 3 minutes per notebook, everything under 2 GB resident.
     .venv/bin/python bench/notebooks.py                   # all notebooks, both modes, and the demo
     .venv/bin/python bench/notebooks.py --modes fast 01 05   # only some
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,7 +78,7 @@ class PeakMemory:
 
     @property
     def peak_mib(self) -> float:
-        return self.peak / 2 ** 20
+        return self.peak / 2**20
 
 
 def set_mode(fast: bool) -> None:
@@ -94,8 +95,12 @@ def run_notebook(path: Path, fast: bool, workdir: Path) -> tuple[float, float, s
 
     set_mode(fast)
     notebook = nbformat.read(workdir / path.name, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",  # seconds per cell
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",  # seconds per cell
+        resources={"metadata": {"path": str(workdir)}},
+    )
     status = "ok"
     start = time.perf_counter()
     with PeakMemory() as memory:
@@ -111,8 +116,9 @@ def run_demo(fast: bool) -> tuple[float, float, str]:
     out = tempfile.mkdtemp(prefix="demo_")
     command = [sys.executable, "-m", "flowlib", "demo", "--out", out, "--no-progress"]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=_common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = subprocess.Popen(
+        command, cwd=_common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     with PeakMemory(process.pid) as memory:
         output, _ = process.communicate()
     seconds = time.perf_counter() - start
@@ -136,24 +142,33 @@ def main(argv=None) -> None:
     saved_environment = dict(os.environ)
     with _common.recorded("notebooks", enabled=not args.no_record):
         _common.header("notebooks: wall time and peak resident memory, fast (CI) and full (reader) mode")
-        print("# each notebook executed with nbclient in a temporary copy of notebooks/ "
-              "(no committed file or checkpoint is used or changed)")
+        print(
+            "# each notebook executed with nbclient in a temporary copy of notebooks/ "
+            "(no committed file or checkpoint is used or changed)"
+        )
         print(f"\n{'what':<34} {'mode':<5} {'seconds':>8} {'peak MiB':>9}  status | load")
         rows = []
         for mode in args.modes:
             for path in paths:
                 with tempfile.TemporaryDirectory(prefix="nb_") as temporary:
                     workdir = Path(temporary) / "notebooks"
-                    shutil.copytree(NOTEBOOKS, workdir, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "checkpoints"))
+                    shutil.copytree(
+                        NOTEBOOKS, workdir, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "checkpoints")
+                    )
                     seconds, peak, status = run_notebook(path, mode == "fast", workdir)
                 rows.append((path.name, mode, seconds, peak, status))
-                print(f"{path.name:<34} {mode:<5} {seconds:8.1f} {peak:9.0f}  {status} | {_common.load()}",
-                      flush=True)
+                print(
+                    f"{path.name:<34} {mode:<5} {seconds:8.1f} {peak:9.0f}  {status} | {_common.load()}",
+                    flush=True,
+                )
             if not args.no_demo:
                 seconds, peak, status = run_demo(mode == "fast")
                 rows.append(("python -m flowlib demo", mode, seconds, peak, status))
-                print(f"{'python -m flowlib demo':<34} {mode:<5} {seconds:8.1f} {peak:9.0f}  {status} | "
-                      f"{_common.load()}", flush=True)
+                print(
+                    f"{'python -m flowlib demo':<34} {mode:<5} {seconds:8.1f} {peak:9.0f}  {status} | "
+                    f"{_common.load()}",
+                    flush=True,
+                )
         os.environ.clear()
         os.environ.update(saved_environment)
         print("\n## against the targets (fast < 60 s, full < 180 s, memory < 2048 MiB)")

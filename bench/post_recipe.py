@@ -27,6 +27,7 @@ a lower bound on the post's rate over a full run. Nothing is asserted; it prints
 
     nohup nice .venv/bin/python bench/post_recipe.py > bench/results/post_recipe.txt 2> /tmp/post_recipe.err &
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=10, help="runs per loss variant (default 10)")
     parser.add_argument("--steps", type=int, default=2000, help="iterations per run (post: 200,000)")
     parser.add_argument("--variants", default="tfp<=0.16,tfp>=0.17")
@@ -59,9 +62,13 @@ def build(seed: int, hidden: int):
     tf.keras.utils.set_random_seed(seed)
     networks, layers = [], []
     for i in range(8):
-        net = tf_keras.Sequential([tf_keras.layers.Dense(hidden, activation="relu"),
-                                   tf_keras.layers.Dense(hidden, activation="relu"),
-                                   tf_keras.layers.Dense(2)])
+        net = tf_keras.Sequential(
+            [
+                tf_keras.layers.Dense(hidden, activation="relu"),
+                tf_keras.layers.Dense(hidden, activation="relu"),
+                tf_keras.layers.Dense(2),
+            ]
+        )
         net.build([None, 1])
         networks.append(net)
 
@@ -76,8 +83,12 @@ def build(seed: int, hidden: int):
     chain = tfb.Chain(list(reversed(layers[:-1])))
     flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(loc=[0.0, 0.0]), chain)
     flow.log_prob(tf.zeros([2, 2]))  # creates the batch-norm variables
-    variables = [v for net in networks for v in net.trainable_variables] + \
-        [v for layer in layers if isinstance(layer, tfb.BatchNormalization) for v in layer.batchnorm.trainable_variables]
+    variables = [v for net in networks for v in net.trainable_variables] + [
+        v
+        for layer in layers
+        if isinstance(layer, tfb.BatchNormalization)
+        for v in layer.batchnorm.trainable_variables
+    ]
     return flow, variables
 
 
@@ -93,8 +104,9 @@ def run(points, seed: int, variant: str, args) -> tuple[int | None, float, float
     def loss_fn(x):
         if variant == "tfp<=0.16":
             z = flow.bijector.inverse(x)
-            return -tf.reduce_mean(flow.distribution.log_prob(z)
-                                   + flow.bijector.inverse_log_det_jacobian(x, event_ndims=1))
+            return -tf.reduce_mean(
+                flow.distribution.log_prob(z) + flow.bijector.inverse_log_det_jacobian(x, event_ndims=1)
+            )
         return -tf.reduce_mean(flow.log_prob(x))
 
     @tf.function
@@ -104,8 +116,9 @@ def run(points, seed: int, variant: str, args) -> tuple[int | None, float, float
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    dataset = (tf.data.Dataset.from_tensor_slices(points).repeat().shuffle(9000, seed=seed)
-               .batch(args.batch_size))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(points).repeat().shuffle(9000, seed=seed).batch(args.batch_size)
+    )
     start, last = time.perf_counter(), float("nan")
     for i, x in zip(range(args.steps), dataset):
         loss = float(step(x))
@@ -123,18 +136,27 @@ def main(argv: list[str] | None = None) -> int:
     from flowlib import data
 
     points = data.PictureDistribution.from_text("BRAD").sample(10_000, seed=0).astype("float32")
-    print(f"# the post's recipe (bench/post_recipe.py): {datetime.datetime.now().isoformat(timespec='seconds')}"
-          f" | {platform.machine()} | {os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__}")
-    print(f"# {args.seeds} seeds x {args.steps} steps, batch {args.batch_size}, Adam {args.learning_rate:g},"
-          f" hidden ({args.hidden}, {args.hidden}), 10,000 points of 'BRAD' | load {os.getloadavg()}")
-    print(f"{'variant':<10} {'seed':>4} {'nan at step':>12} {'last loss':>10} {'seconds':>8}  load", flush=True)
+    print(
+        f"# the post's recipe (bench/post_recipe.py): {datetime.datetime.now().isoformat(timespec='seconds')}"
+        f" | {platform.machine()} | {os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__}"
+    )
+    print(
+        f"# {args.seeds} seeds x {args.steps} steps, batch {args.batch_size}, Adam {args.learning_rate:g},"
+        f" hidden ({args.hidden}, {args.hidden}), 10,000 points of 'BRAD' | load {os.getloadavg()}"
+    )
+    print(
+        f"{'variant':<10} {'seed':>4} {'nan at step':>12} {'last loss':>10} {'seconds':>8}  load", flush=True
+    )
     for variant in args.variants.split(","):
         failed = 0
         for seed in range(args.seeds):
             at, last, seconds = run(points, seed, variant, args)
             failed += at is not None
-            print(f"{variant:<10} {seed:>4} {'-' if at is None else at:>12} {last:>10.3f} {seconds:>8.0f}"
-                  f"  {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+            print(
+                f"{variant:<10} {seed:>4} {'-' if at is None else at:>12} {last:>10.3f} {seconds:>8.0f}"
+                f"  {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
+                flush=True,
+            )
         print(f"{variant:<10} failed {failed} of {args.seeds} runs within {args.steps} steps", flush=True)
     return 0
 

@@ -25,6 +25,7 @@ steps/s. fit now takes the copy and the check inside the compiled call.
     .venv/bin/python bench/profile.py
     .venv/bin/python bench/profile.py --normalization batchnorm --rounds 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,9 @@ def make_call(flow, x, *, one_pass: bool, fused: bool, jit: bool, batch_size: in
     def call(first, count):
         losses = tf.TensorArray(tf.float32, size=count)
         for i in tf.range(count):
-            index = tf.random.stateless_uniform([batch_size], seed=tf.stack([0, first + i]),
-                                                maxval=len(x), dtype=tf.int32)
+            index = tf.random.stateless_uniform(
+                [batch_size], seed=tf.stack([0, first + i]), maxval=len(x), dtype=tf.int32
+            )
             with tf.GradientTape() as tape:
                 loss = -tf.reduce_mean(log_prob(tf.gather(data, index)))
             apply(tape.gradient(loss, variables))
@@ -104,30 +106,40 @@ def main(argv=None) -> None:
         _common.header("profile: steps/s of fit's training step, one change at a time")
         print(f"# flow: {config.label()}")
         _, x, _ = _budget.data()
-        variants = [("log_prob + keras Adam", False, False, False), ("one-pass + keras Adam", True, False, False),
-                    ("log_prob + fused Adam", False, True, False), ("one-pass + fused Adam (fit)", True, True, False)]
+        variants = [
+            ("log_prob + keras Adam", False, False, False),
+            ("one-pass + keras Adam", True, False, False),
+            ("log_prob + fused Adam", False, True, False),
+            ("one-pass + fused Adam (fit)", True, True, False),
+        ]
         if not args.no_xla:
             variants.append(("one-pass + fused Adam + XLA", True, True, True))
         calls, first = {}, {}
         for name, one_pass, fused, jit in variants:
-            calls[name], first[name] = make_call(config.build(seed=0), x, one_pass=one_pass, fused=fused, jit=jit,
-                                                 batch_size=config.batch_size)
+            calls[name], first[name] = make_call(
+                config.build(seed=0), x, one_pass=one_pass, fused=fused, jit=jit, batch_size=config.batch_size
+            )
         rates = timed_rounds(calls, args.rounds, args.steps)
         reference = statistics.median(rates[variants[0][0]])
-        print(f"\n## the step, batch {config.batch_size} ({args.rounds} interleaved rounds of {args.steps} steps)")
+        print(
+            f"\n## the step, batch {config.batch_size} ({args.rounds} interleaved rounds of {args.steps} steps)"
+        )
         print(f"   {'variant':<30} {'steps/s':>8} {'speed-up':>9} {'first call':>11}   rounds")
         for name, *_ in variants:
             median = statistics.median(rates[name])
-            print(f"   {name:<30} {median:8.1f} {median / reference:8.2f}x {first[name]:10.1f}s   "
-                  + " ".join(f"{r:.0f}" for r in rates[name]))
+            print(
+                f"   {name:<30} {median:8.1f} {median / reference:8.2f}x {first[name]:10.1f}s   "
+                + " ".join(f"{r:.0f}" for r in rates[name])
+            )
         print(f"   {_common.load()}")
         del calls
 
-        print(f"\n## fit's step (one-pass + fused Adam) by batch size")
+        print("\n## fit's step (one-pass + fused Adam) by batch size")
         calls, first = {}, {}
         for batch_size in (256, 512, 1024, 2048):
-            calls[batch_size], first[batch_size] = make_call(config.build(seed=0), x, one_pass=True, fused=True,
-                                                             jit=False, batch_size=batch_size)
+            calls[batch_size], first[batch_size] = make_call(
+                config.build(seed=0), x, one_pass=True, fused=True, jit=False, batch_size=batch_size
+            )
         rates = timed_rounds(calls, args.rounds, args.steps)
         print(f"   {'batch':>5} {'steps/s':>8} {'points/s':>9}")
         for batch_size in calls:

@@ -16,6 +16,7 @@ the script waits (up to ``--wait`` seconds) for the 1-minute load to drop below
     .venv/bin/python bench/quality.py
     .venv/bin/python bench/quality.py --budgets 20 --wait 0     # one quick run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,14 @@ def main(argv=None) -> None:
     parser.add_argument("--budgets", type=float, nargs="+", default=[20.0, 60.0, 180.0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-load", type=float, default=2.5)
-    parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for a quiet machine per run")
-    parser.add_argument("--jit-compile", action="store_true",
-                        help="train with fit(jit_compile=True) (XLA); recorded as quality_xla.txt")
+    parser.add_argument(
+        "--wait", type=float, default=120.0, help="seconds to wait for a quiet machine per run"
+    )
+    parser.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="train with fit(jit_compile=True) (XLA); recorded as quality_xla.txt",
+    )
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
 
@@ -40,18 +46,26 @@ def main(argv=None) -> None:
         _common.header("quality per second: held-out gap of the headline flow after a wall-clock budget")
         print(f"# headline flow: {config.label()}{' | fit(jit_compile=True)' if args.jit_compile else ''}")
         target, x_train, x_test = _budget.data()
-        print(f"# target 'Flow': entropy bound {target.entropy():.3f} nats; 100,000 training points, "
-              f"50,000 held out")
+        print(
+            f"# target 'Flow': entropy bound {target.entropy():.3f} nats; 100,000 training points, "
+            f"50,000 held out"
+        )
         _budget.warm_up(x_train)
-        print(f"\n{'budget':>7} {'steps':>6} {'seconds':>8} {'steps/s':>8} {'first call':>10} "
-              f"{'NLL':>7} {'entropy':>8} {'gap':>7} {'± s.e.':>7}  load (1, 5, 15 min) at the end")
+        print(
+            f"\n{'budget':>7} {'steps':>6} {'seconds':>8} {'steps/s':>8} {'first call':>10} "
+            f"{'NLL':>7} {'entropy':>8} {'gap':>7} {'± s.e.':>7}  load (1, 5, 15 min) at the end"
+        )
         for budget in args.budgets:
             note = _common.wait_for_quiet(args.max_load, args.wait) if args.wait > 0 else _common.load()
-            result = _budget.train_for_budget(config, budget, target, x_train, x_test, seed=args.seed,
-                                              jit_compile=args.jit_compile)
-            print(f"{budget:6.0f}s {result.steps:6d} {result.seconds:8.1f} {result.rate:8.1f} "
-                  f"{result.fixed_seconds:9.1f}s {result.nll:7.3f} {result.entropy:8.3f} {result.gap:7.3f} "
-                  f"{result.standard_error:7.3f}  {result.load_after} (start: {note})", flush=True)
+            result = _budget.train_for_budget(
+                config, budget, target, x_train, x_test, seed=args.seed, jit_compile=args.jit_compile
+            )
+            print(
+                f"{budget:6.0f}s {result.steps:6d} {result.seconds:8.1f} {result.rate:8.1f} "
+                f"{result.fixed_seconds:9.1f}s {result.nll:7.3f} {result.entropy:8.3f} {result.gap:7.3f} "
+                f"{result.standard_error:7.3f}  {result.load_after} (start: {note})",
+                flush=True,
+            )
         print(f"# {_common.load()} at the end")
 
 

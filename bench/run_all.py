@@ -14,6 +14,7 @@ They take a while on two cores (the whole set well over an hour), so ``--only`` 
 some, e.g. ``.venv/bin/python bench/run_all.py --only throughput quality``. They run
 in separate processes so that one's memory and compiled graphs do not slow the next.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,16 @@ DEFAULT = ["profile", "throughput", "quality", "peers", "notebooks"]  # the swee
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="+", choices=ORDER, default=None,
-                        help=f"benchmarks to run (default: {' '.join(DEFAULT)}; add sweep and stability by name)")
-    parser.add_argument("--all", action="store_true", help="run all of them, the sweep and stability included")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=ORDER,
+        default=None,
+        help=f"benchmarks to run (default: {' '.join(DEFAULT)}; add sweep and stability by name)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="run all of them, the sweep and stability included"
+    )
     args = parser.parse_args(argv)
     names = ORDER if args.all else (args.only or DEFAULT)
     failures = []
@@ -49,8 +57,10 @@ def main(argv=None) -> int:
             print((HERE / "results" / "stability.txt").read_text(), end="")
         else:
             code = subprocess.call(command)
-        print(f"== {name}: {'done' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f} s",
-              flush=True)
+        print(
+            f"== {name}: {'done' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
         if code:
             failures.append(name)
     return 1 if failures else 0

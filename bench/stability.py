@@ -17,6 +17,7 @@ busy), so run it in the background::
     nohup .venv/bin/python bench/stability.py > bench/results/stability.txt 2> /tmp/stability.err &
     .venv/bin/python bench/stability.py --quick        # a smoke run of a minute or two
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,15 +41,25 @@ NUM_TRAIN, NUM_TEST = 100_000, 50_000
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="runs per learning rate (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help=f"training steps per run (default: the demo's {DEMO_STEPS})")
-    parser.add_argument("--factor", type=float, default=3.0,
-                        help="the second learning rate is this times the default (default: %(default)s)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help=f"training steps per run (default: the demo's {DEMO_STEPS})"
+    )
+    parser.add_argument(
+        "--factor",
+        type=float,
+        default=3.0,
+        help="the second learning rate is this times the default (default: %(default)s)",
+    )
     parser.add_argument("--text", default="Flow", help="the word to learn (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="TensorFlow intra-op threads, 0 = TensorFlow's choice (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a tiny smoke run: 2 seeds, 100 steps, 20,000 training points")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="TensorFlow intra-op threads, 0 = TensorFlow's choice (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a tiny smoke run: 2 seeds, 100 steps, 20,000 training points"
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be positive")
@@ -68,8 +79,9 @@ def run_one(target, learning_rate: float, seed: int, steps: int, num_train: int,
     flow = flows.realnvp(seed=seed)
     messages = io.StringIO()
     with contextlib.redirect_stdout(messages):  # fit prints each rescue; we report them below
-        history = train.fit(flow, x_train, steps=steps, learning_rate=learning_rate, seed=seed,
-                            progress=False)
+        history = train.fit(
+            flow, x_train, steps=steps, learning_rate=learning_rate, seed=seed, progress=False
+        )
     return history, metrics.evaluate(flow, target, x_test), history.events
 
 
@@ -93,19 +105,31 @@ def main(argv: list[str] | None = None) -> int:
     rates = [default_lr, args.factor * default_lr]
 
     print("# Stability of flowlib's default recipe (bench/stability.py)")
-    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')} | {platform.node()} | "
-          f"{os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__}")
+    print(
+        f"# {datetime.datetime.now().isoformat(timespec='seconds')} | {platform.node()} | "
+        f"{os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__}"
+    )
     flow_defaults = inspect.signature(flows.realnvp).parameters
     fit_defaults = inspect.signature(train.fit).parameters
-    print("# flow: flows.realnvp() defaults: " + ", ".join(
-        f"{name}={flow_defaults[name].default!r}"
-        for name in ("num_layers", "hidden_units", "normalization", "max_log_scale")))
-    print("# training: train.fit defaults (" + ", ".join(
-        f"{name}={fit_defaults[name].default!r}" for name in ("batch_size", "schedule", "max_retries"))
-          + f") with steps={steps}; data: “{target.name}”, {num_train:,} training and "
-          f"{num_test:,} held-out points per seed; entropy bound {target.entropy():.3f} nats")
-    print(f"# {seeds} seeds x learning rates {', '.join(f'{r:g}' for r in rates)}"
-          + (" (--quick)" if args.quick else ""))
+    print(
+        "# flow: flows.realnvp() defaults: "
+        + ", ".join(
+            f"{name}={flow_defaults[name].default!r}"
+            for name in ("num_layers", "hidden_units", "normalization", "max_log_scale")
+        )
+    )
+    print(
+        "# training: train.fit defaults ("
+        + ", ".join(
+            f"{name}={fit_defaults[name].default!r}" for name in ("batch_size", "schedule", "max_retries")
+        )
+        + f") with steps={steps}; data: “{target.name}”, {num_train:,} training and "
+        f"{num_test:,} held-out points per seed; entropy bound {target.entropy():.3f} nats"
+    )
+    print(
+        f"# {seeds} seeds x learning rates {', '.join(f'{r:g}' for r in rates)}"
+        + (" (--quick)" if args.quick else "")
+    )
     print()
     print(f"{'lr':>7} {'seed':>4} {'rescues':>7} {'stopped':>7} {'gap':>7} {'seconds':>7}")
     sys.stdout.flush()
@@ -119,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             for rate in rates:
                 history, evaluation, events = run_one(target, rate, seed, steps, num_train, num_test)
                 results[rate].append((history, evaluation))
-                print(f"{rate:>7g} {seed:>4d} {history.rescues:>7d} {str(history.stopped):>7} "
-                      f"{evaluation.gap:>7.3f} {history.seconds:>7.1f}")
+                print(
+                    f"{rate:>7g} {seed:>4d} {history.rescues:>7d} {str(history.stopped):>7} "
+                    f"{evaluation.gap:>7.3f} {history.seconds:>7.1f}"
+                )
                 for event in events:
                     print(f"        {event}")
                 sys.stdout.flush()
@@ -128,11 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
 
     print()
-    print(f"Summary{' of the runs finished before the interruption' if interrupted else ''} "
-          f"({steps} steps each; total {time.perf_counter() - start:.0f} s)")
+    print(
+        f"Summary{' of the runs finished before the interruption' if interrupted else ''} "
+        f"({steps} steps each; total {time.perf_counter() - start:.0f} s)"
+    )
     print()
-    print("| learning rate | runs | runs with a non-finite loss | rescues (total) | stops | "
-          "median gap (nats) | worst gap (nats) |")
+    print(
+        "| learning rate | runs | runs with a non-finite loss | rescues (total) | stops | "
+        "median gap (nats) | worst gap (nats) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for rate in rates:
         runs = results[rate]
@@ -143,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         stops = sum(h.stopped for h, _ in runs)
         gaps = [e.gap for _, e in runs]
         label = f"{rate:g}" + (" (default)" if rate == default_lr else f" ({args.factor:g}x)")
-        print(f"| {label} | {len(runs)} | {non_finite} | {rescues} | {stops} | "
-              f"{statistics.median(gaps):.3f} | {max(gaps):.3f} |")
+        print(
+            f"| {label} | {len(runs)} | {non_finite} | {rescues} | {stops} | "
+            f"{statistics.median(gaps):.3f} | {max(gaps):.3f} |"
+        )
     sys.stdout.flush()
     return 0
 

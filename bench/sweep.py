@@ -26,6 +26,7 @@ within the seed-to-seed noise and the sweep prefers the cheaper setting there.
     .venv/bin/python bench/sweep.py --stage layers   # stage 6 only (sweep_layers.txt)
     .venv/bin/python bench/sweep.py --budget 20      # a quicker, rougher sweep
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,14 +41,28 @@ TIE = 0.02  # nats: a smaller improvement does not count as better
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds of fit per run (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="train each run for this many steps instead of --budget seconds: a comparison "
-                             "at equal steps, for a machine too loaded for a fair time budget")
-    parser.add_argument("--first", type=int, default=None,
-                        help="stage 6: only the first N layer candidates, and no learning-rate stage")
-    parser.add_argument("--stage", choices=("all", "affine", "layers"), default="all",
-                        help="stages 1-5 (affine), 6 (layers) or all (default: %(default)s)")
+    parser.add_argument(
+        "--budget", type=float, default=60.0, help="seconds of fit per run (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train each run for this many steps instead of --budget seconds: a comparison "
+        "at equal steps, for a machine too loaded for a fair time budget",
+    )
+    parser.add_argument(
+        "--first",
+        type=int,
+        default=None,
+        help="stage 6: only the first N layer candidates, and no learning-rate stage",
+    )
+    parser.add_argument(
+        "--stage",
+        choices=("all", "affine", "layers"),
+        default="all",
+        help="stages 1-5 (affine), 6 (layers) or all (default: %(default)s)",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results/sweep*.txt")
     args = parser.parse_args(argv)
 
@@ -65,8 +80,9 @@ def main(argv=None) -> None:
         def run(config: _budget.Config) -> _budget.Result:
             key = dataclasses.astuple(config)
             if key not in done:
-                done[key] = _budget.train_for_budget(config, args.budget, target, x_train, x_test,
-                                                     steps=args.steps)
+                done[key] = _budget.train_for_budget(
+                    config, args.budget, target, x_train, x_test, steps=args.steps
+                )
                 print("  " + done[key].line(), flush=True)
             else:
                 print("  " + done[key].line() + " (same as above)", flush=True)
@@ -80,8 +96,15 @@ def main(argv=None) -> None:
         if args.stage == "layers":
             layer_stage(run, choose, first=args.first)
             return
-        base = _budget.Config(layer="affine", num_layers=8, hidden_units=(128, 128), normalization="batchnorm",
-                              batch_size=512, learning_rate=1e-3, schedule="cosine")
+        base = _budget.Config(
+            layer="affine",
+            num_layers=8,
+            hidden_units=(128, 128),
+            normalization="batchnorm",
+            batch_size=512,
+            learning_rate=1e-3,
+            schedule="cosine",
+        )
         print(f"\n## base: {base.label()}")
 
         print("\n## 1. normalization")
@@ -102,23 +125,33 @@ def main(argv=None) -> None:
 
         print("\n## 4. batch size, learning rate matched as 1e-3 * sqrt(batch / 512)")
         peak_factor = base.learning_rate / 1e-3
-        results = [run(dataclasses.replace(base, batch_size=b,
-                                           learning_rate=float(f"{peak_factor * 1e-3 * math.sqrt(b / 512):.2g}")))
-                   for b in (256, 512, 1024, 2048)]
+        results = [
+            run(
+                dataclasses.replace(
+                    base, batch_size=b, learning_rate=float(f"{peak_factor * 1e-3 * math.sqrt(b / 512):.2g}")
+                )
+            )
+            for b in (256, 512, 1024, 2048)
+        ]
         base = choose(results, lambda r: r.config.batch_size).config
         print(f"-> {base.batch_size}, learning rate {base.learning_rate:g}")
 
         print("\n## 5. schedule and peak learning rate (matched rate, 3x it)")
         matched = base.learning_rate
-        results = [run(dataclasses.replace(base, schedule=s, learning_rate=float(f"{f * matched:.2g}")))
-                   for s in ("cosine", "constant") for f in (1, 3)]
+        results = [
+            run(dataclasses.replace(base, schedule=s, learning_rate=float(f"{f * matched:.2g}")))
+            for s in ("cosine", "constant")
+            for f in (1, 3)
+        ]
         base = choose(results, lambda r: (r.config.schedule != "cosine", r.config.learning_rate)).config
         print(f"-> {base.schedule}, peak {base.learning_rate:g}")
 
         print(f"\n## chosen: {base.label()}")
         final = done[dataclasses.astuple(base)]
-        print(f"   gap {final.gap:.3f} ± {final.standard_error:.3f} nats after {final.seconds:.1f} s "
-              f"({final.steps} steps); {len(done)} runs; {_common.load()} at the end")
+        print(
+            f"   gap {final.gap:.3f} ± {final.standard_error:.3f} nats after {final.seconds:.1f} s "
+            f"({final.steps} steps); {len(done)} runs; {_common.load()} at the end"
+        )
         if args.stage == "all":
             layer_stage(run, choose, base)
 
@@ -128,10 +161,13 @@ def layer_stage(run, choose, base=None, first: int | None = None) -> None:
     from flowlib.recipe import AFFINE
 
     base = base or AFFINE
-    print(f"\n## 6. layer kind (optimiser of the affine recipe: batch {base.batch_size}, "
-          f"lr {base.learning_rate:g}, {base.schedule})")
-    spline = dataclasses.replace(base, layer="spline", num_layers=8, hidden_units=(64, 64), num_bins=8,
-                                 bound=4.0)
+    print(
+        f"\n## 6. layer kind (optimiser of the affine recipe: batch {base.batch_size}, "
+        f"lr {base.learning_rate:g}, {base.schedule})"
+    )
+    spline = dataclasses.replace(
+        base, layer="spline", num_layers=8, hidden_units=(64, 64), num_bins=8, bound=4.0
+    )
     candidates = [
         base,
         spline,
@@ -148,8 +184,9 @@ def layer_stage(run, choose, base=None, first: int | None = None) -> None:
     if first is not None:
         return
     print("\n## 7. the winner's peak learning rate")
-    results = [run(dataclasses.replace(best, learning_rate=float(f"{f * best.learning_rate:.2g}")))
-               for f in (1, 2)]
+    results = [
+        run(dataclasses.replace(best, learning_rate=float(f"{f * best.learning_rate:.2g}"))) for f in (1, 2)
+    ]
     best = choose(results, lambda r: r.config.learning_rate).config
     print(f"-> {best.learning_rate:g}")
     print("\n## chosen headline:")

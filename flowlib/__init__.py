@@ -18,6 +18,7 @@ Topic modules, each readable in one sitting:
 Importing :mod:`flowlib` does no work: the submodules (and TensorFlow) load the first
 time you touch them, e.g. ``flowlib.flows.realnvp()``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,8 +28,20 @@ from flowlib.config import fast_mode, pick
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("autoregressive", "bijectors", "checkpoint", "config", "data", "flows", "metrics", "plotting",
-               "recipe", "splines", "train", "widgets")
+_SUBMODULES = (
+    "autoregressive",
+    "bijectors",
+    "checkpoint",
+    "config",
+    "data",
+    "flows",
+    "metrics",
+    "plotting",
+    "recipe",
+    "splines",
+    "train",
+    "widgets",
+)
 
 __all__ = ["fast_mode", "pick", "__version__", *_SUBMODULES]
 

@@ -1,4 +1,5 @@
 """Command line: ``python -m flowlib demo`` trains the headline flow and writes its figures."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,9 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import NoReturn
 
 from flowlib import validation
 
@@ -24,8 +26,10 @@ DEMO_NORMALIZATION = "none"
 # factory and placer lines on every machine): C++ log lines written before Python can
 # intervene, not silenced by TF_CPP_MIN_LOG_LEVEL. A newcomer reads them as failure.
 _ALWAYS_NOISE = (
-    "Unable to register cuDNN factory", "Unable to register cuFFT factory",
-    "Unable to register cuBLAS factory", "computation placer already registered",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
     "All log messages before absl::InitializeLog() is called are written to STDERR",
     "TF-TRT Warning: Could not find TensorRT",
 )
@@ -91,6 +95,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _argument(parse, check, description: str):
     """An argparse type: ``check(parse(text))`` with a :mod:`flowlib.validation` check."""
+
     def convert(text: str):
         try:
             return check(parse(text), "value")
@@ -111,33 +116,70 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m flowlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="train a RealNVP flow on a word and write its figures",
+        "demo",
+        help="train a RealNVP flow on a word and write its figures",
         description="Train the headline RealNVP flow (a standard normal pushed onto points drawn "
-                    "from a word rendered as text), print its held-out NLL next to the entropy bound, "
-                    "and write figures: the layer-by-layer grid, the learned density beside the "
-                    "target, and the training curve.")
+        "from a word rendered as text), print its held-out NLL next to the entropy bound, "
+        "and write figures: the layer-by-layer grid, the learned density beside the "
+        "target, and the training curve.",
+    )
     demo.add_argument("--text", default="Flow", help="the word to learn (default: %(default)s)")
-    demo.add_argument("--steps", type=_positive_int, default=None,
-                      help=f"training steps (default: {DEMO_STEPS}, about a minute on 2 CPU cores; "
-                           f"{DEMO_STEPS_FAST} with --fast)")
-    demo.add_argument("--batch-size", type=_positive_int, default=train.DEFAULT_BATCH_SIZE,
-                      help="points per training step (default: %(default)s)")
-    demo.add_argument("--learning-rate", type=_positive_float, default=train.DEFAULT_LEARNING_RATE,
-                      help="Adam's peak learning rate, cosine-decayed (default: %(default)s)")
-    demo.add_argument("--num-layers", type=_positive_int, default=flows.DEFAULT_NUM_LAYERS,
-                      help="affine coupling layers (default: %(default)s)")
-    demo.add_argument("--hidden-units", type=_positive_int, default=flows.DEFAULT_HIDDEN_UNITS[0],
-                      help="width of the two hidden layers of each coupling network (default: %(default)s)")
-    demo.add_argument("--normalization", choices=("batchnorm", "actnorm", "none"), default=DEMO_NORMALIZATION,
-                      help="normalisation layer after every second coupling (default: %(default)s, the "
-                           "sweep's choice; the post's stack is --num-layers 8 --hidden-units 128 "
-                           "--normalization batchnorm)")
-    demo.add_argument("--num-samples", type=_positive_int, default=8000,
-                      help="base samples in the layer-by-layer figure (default: %(default)s)")
-    demo.add_argument("--seed", type=_seed, default=0, help="seed of weights, data and batches (default: %(default)s)")
-    demo.add_argument("--out", type=Path, default=Path("figures"), help="folder for the figures (default: %(default)s)")
-    demo.add_argument("--fast", action="store_true",
-                      help="a quick run for tests: few steps, small data (also set by FLOWLIB_FAST=1)")
+    demo.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help=f"training steps (default: {DEMO_STEPS}, about a minute on 2 CPU cores; "
+        f"{DEMO_STEPS_FAST} with --fast)",
+    )
+    demo.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=train.DEFAULT_BATCH_SIZE,
+        help="points per training step (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        default=train.DEFAULT_LEARNING_RATE,
+        help="Adam's peak learning rate, cosine-decayed (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--num-layers",
+        type=_positive_int,
+        default=flows.DEFAULT_NUM_LAYERS,
+        help="affine coupling layers (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--hidden-units",
+        type=_positive_int,
+        default=flows.DEFAULT_HIDDEN_UNITS[0],
+        help="width of the two hidden layers of each coupling network (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--normalization",
+        choices=("batchnorm", "actnorm", "none"),
+        default=DEMO_NORMALIZATION,
+        help="normalisation layer after every second coupling (default: %(default)s, the "
+        "sweep's choice; the post's stack is --num-layers 8 --hidden-units 128 "
+        "--normalization batchnorm)",
+    )
+    demo.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=8000,
+        help="base samples in the layer-by-layer figure (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed", type=_seed, default=0, help="seed of weights, data and batches (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("figures"), help="folder for the figures (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--fast",
+        action="store_true",
+        help="a quick run for tests: few steps, small data (also set by FLOWLIB_FAST=1)",
+    )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(command_parser=demo)  # for errors found after parsing (check_demo_arguments)
     return parser
@@ -173,8 +215,12 @@ def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
     if problem:
         parser.error(f"argument --out: {problem}")
     try:
-        flow = flows.realnvp(num_layers=args.num_layers, hidden_units=(args.hidden_units,) * 2,
-                             normalization=args.normalization, seed=args.seed)
+        flow = flows.realnvp(
+            num_layers=args.num_layers,
+            hidden_units=(args.hidden_units,) * 2,
+            normalization=args.normalization,
+            seed=args.seed,
+        )
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     return target, flow
@@ -194,13 +240,25 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     num_train, num_test = (20_000, 5_000) if fast else (100_000, 50_000)
     x_train = target.sample(num_train, seed=args.seed)
     x_test = target.sample(num_test, seed=args.seed + 1)
-    print(f"training a RealNVP with {args.num_layers} couplings ({flows.num_parameters(flow):,} parameters) "
-          f"on “{target.name}” for {steps} steps")
-    history = train.fit(flow, x_train, steps=steps, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate, seed=args.seed, progress=not args.no_progress)
+    print(
+        f"training a RealNVP with {args.num_layers} couplings ({flows.num_parameters(flow):,} parameters) "
+        f"on “{target.name}” for {steps} steps"
+    )
+    history = train.fit(
+        flow,
+        x_train,
+        steps=steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     if history.steps == 0:
-        print("error: training failed before any step could be kept, so no figures were written "
-              "(the message above says what to try)", file=sys.stderr)
+        print(
+            "error: training failed before any step could be kept, so no figures were written "
+            "(the message above says what to try)",
+            file=sys.stderr,
+        )
         return 1
     result = metrics.evaluate(flow, target, x_test)
 
@@ -208,8 +266,9 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     fig = plotting.plot_layer_grid(flow, num_samples=args.num_samples, seed=args.seed)
     written.append(args.out / "layers.png")
     fig.savefig(written[-1], dpi=110)
-    fig = plotting.plot_density(flow, target, resolution=120 if fast else 300,
-                                title=f"learned density (gap {result.gap:.3f} nats)")
+    fig = plotting.plot_density(
+        flow, target, resolution=120 if fast else 300, title=f"learned density (gap {result.gap:.3f} nats)"
+    )
     written.append(args.out / "density.png")
     fig.savefig(written[-1], dpi=110)
     ax = plotting.plot_training_curve(history, entropy=result.entropy)
@@ -217,9 +276,11 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ax.figure.savefig(written[-1], dpi=110, bbox_inches="tight")
     plt.close("all")
 
-    print(f"trained {history.steps} of {steps} steps in {history.seconds:.1f} s"
-          + (f" ({history.rescues} rescues)" if history.rescues else "")
-          + (", then stopped (see above)" if history.stopped else ""))
+    print(
+        f"trained {history.steps} of {steps} steps in {history.seconds:.1f} s"
+        + (f" ({history.rescues} rescues)" if history.rescues else "")
+        + (", then stopped (see above)" if history.stopped else "")
+    )
     print(result)
     for path in written:
         print(f"wrote {path}")

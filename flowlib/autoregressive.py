@@ -22,9 +22,10 @@ cannot start at zero on its own, and the bijector computes the one-pass directio
 ``_inverse`` and again in ``_inverse_log_det_jacobian``. The small MADE below is seeded,
 starts at zero (a fresh layer is the identity) and serves the layer protocol.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -62,8 +63,9 @@ def made_masks(dim: int, hidden_units: Sequence[int], params: int) -> list[np.nd
     degrees = [input_degrees]
     for units in hidden_units:
         degrees.append(np.arange(units) % max(dim - 1, 1) + 1)
-    masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32)
-             for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+    masks = [
+        (d_out[None, :] >= d_in[:, None]).astype(np.float32) for d_in, d_out in zip(degrees[:-1], degrees[1:])
+    ]
     output_degrees = np.repeat(input_degrees, params)
     masks.append((output_degrees[None, :] > degrees[-1][:, None]).astype(np.float32))
     return masks
@@ -77,8 +79,16 @@ class MADE(tf.Module):
     ``zero_last=True`` the output layer starts at zero.
     """
 
-    def __init__(self, dim: int, params: int, hidden_units: Sequence[int] = (64, 64), *, seed: int = 0,
-                 zero_last: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        dim: int,
+        params: int,
+        hidden_units: Sequence[int] = (64, 64),
+        *,
+        seed: int = 0,
+        zero_last: bool = True,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self.dim, self.params = check_autoregressive_dim(dim), int(params)
         hidden_units = check_hidden_units(hidden_units)
@@ -91,8 +101,9 @@ class MADE(tf.Module):
                 kernel = tf.zeros([fan_in, fan_out])
             else:
                 limit = np.sqrt(6.0 / (fan_in + fan_out))
-                kernel = tf.random.stateless_uniform([fan_in, fan_out], seed=[seed, index],
-                                                     minval=-limit, maxval=limit)
+                kernel = tf.random.stateless_uniform(
+                    [fan_in, fan_out], seed=[seed, index], minval=-limit, maxval=limit
+                )
             self.kernels.append(tf.Variable(kernel, name=f"kernel_{index}"))
             self.biases.append(tf.Variable(tf.zeros([fan_out]), name=f"bias_{index}"))
 
@@ -122,9 +133,16 @@ class MAF(FlowBijector):
     ``log|det dx/dz| = sum_i s_i``, shape ``[batch]``.
     """
 
-    def __init__(self, dim: int, network: Callable[[tf.Tensor], tf.Tensor] | None = None, *,
-                 max_log_scale: float | None = 2.0, hidden_units: Sequence[int] = (64, 64), seed: int = 0,
-                 name: str = "maf"):
+    def __init__(
+        self,
+        dim: int,
+        network: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        *,
+        max_log_scale: float | None = 2.0,
+        hidden_units: Sequence[int] = (64, 64),
+        seed: int = 0,
+        name: str = "maf",
+    ):
         parameters = dict(locals())
         self.dim = check_autoregressive_dim(dim)
         self.max_log_scale = check_bound(max_log_scale, "max_log_scale")
@@ -175,11 +193,19 @@ class IAF(MAF):
     ``inverse`` (density) ``dim`` passes. Same arguments as :class:`MAF`.
     """
 
-    def __init__(self, dim: int, network: Callable[[tf.Tensor], tf.Tensor] | None = None, *,
-                 max_log_scale: float | None = 2.0, hidden_units: Sequence[int] = (64, 64), seed: int = 0,
-                 name: str = "iaf"):
-        super().__init__(dim, network, max_log_scale=max_log_scale, hidden_units=hidden_units, seed=seed,
-                         name=name)
+    def __init__(
+        self,
+        dim: int,
+        network: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        *,
+        max_log_scale: float | None = 2.0,
+        hidden_units: Sequence[int] = (64, 64),
+        seed: int = 0,
+        name: str = "iaf",
+    ):
+        super().__init__(
+            dim, network, max_log_scale=max_log_scale, hidden_units=hidden_units, seed=seed, name=name
+        )
 
     def forward_and_log_det(self, x):
         return self._one_pass(x, affine_forward)

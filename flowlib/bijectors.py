@@ -26,9 +26,10 @@ linear maps), and :func:`flowlib.flows.one_pass_log_prob` builds a flow's log-de
 from it. Other layer kinds live in their own modules: :mod:`flowlib.splines` (neural
 spline coupling) and :mod:`flowlib.autoregressive` (MAF and IAF).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -51,12 +52,22 @@ class MLP(tf.Module):
     base distribution, and training starts from a well-conditioned point.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, hidden_units: Sequence[int] = (64, 64),
-                 *, seed: int = 0, zero_last: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        hidden_units: Sequence[int] = (64, 64),
+        *,
+        seed: int = 0,
+        zero_last: bool = True,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
-        sizes = [validation.positive_int(input_dim, "input_dim"),
-                 *validation.positive_ints(hidden_units, "hidden_units", allow_empty=True),
-                 validation.positive_int(output_dim, "output_dim")]
+        sizes = [
+            validation.positive_int(input_dim, "input_dim"),
+            *validation.positive_ints(hidden_units, "hidden_units", allow_empty=True),
+            validation.positive_int(output_dim, "output_dim"),
+        ]
         seed = validation.seed(seed)
         self.kernels: list[tf.Variable] = []
         self.biases: list[tf.Variable] = []
@@ -66,8 +77,9 @@ class MLP(tf.Module):
                 kernel = tf.zeros([fan_in, fan_out])
             else:
                 limit = np.sqrt(6.0 / (fan_in + fan_out))
-                kernel = tf.random.stateless_uniform([fan_in, fan_out], seed=[seed, index],
-                                                     minval=-limit, maxval=limit)
+                kernel = tf.random.stateless_uniform(
+                    [fan_in, fan_out], seed=[seed, index], minval=-limit, maxval=limit
+                )
             self.kernels.append(tf.Variable(kernel, name=f"kernel_{index}"))
             self.biases.append(tf.Variable(tf.zeros([fan_out]), name=f"bias_{index}"))
 
@@ -161,8 +173,10 @@ def inverse_and_log_det(bijector: tfb.Bijector, y: tf.Tensor) -> tuple[tf.Tensor
     if isinstance(bijector, PLAIN_BIJECTORS):
         log_det = bijector.inverse_log_det_jacobian(y, event_ndims=1)
         return bijector.inverse(y), tf.broadcast_to(log_det, tf.shape(y)[:-1])
-    raise TypeError(f"{type(bijector).__name__} ({bijector.name}) has no one-pass inverse: it is neither "
-                    f"a flowlib layer nor one of {[b.__name__ for b in PLAIN_BIJECTORS]}")
+    raise TypeError(
+        f"{type(bijector).__name__} ({bijector.name}) has no one-pass inverse: it is neither "
+        f"a flowlib layer nor one of {[b.__name__ for b in PLAIN_BIJECTORS]}"
+    )
 
 
 def affine_forward(x: tf.Tensor, shift: tf.Tensor, log_scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -191,8 +205,12 @@ def check_bound(value: float | None, name: str) -> float | None:
     """A positive finite float or None, else a ``ValueError`` naming ``name``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not np.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
     return float(value)
 
@@ -203,8 +221,9 @@ def check_hidden_units(hidden_units: Sequence[int]) -> tuple[int, ...]:
         raise TypeError(f"hidden_units must be a sequence of integers, got {hidden_units!r}")
     units = tuple(hidden_units)
     if not units or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0 for h in units):
-        raise ValueError(f"hidden_units must be a non-empty sequence of positive integers, "
-                         f"got {hidden_units!r}")
+        raise ValueError(
+            f"hidden_units must be a non-empty sequence of positive integers, got {hidden_units!r}"
+        )
     return tuple(int(h) for h in units)
 
 
@@ -218,8 +237,7 @@ class Coupling(FlowBijector):
     split, one network call, the merge) happens here, once for all coupling kinds.
     """
 
-    def __init__(self, mask, network, *, outputs_per_changed, hidden_units, seed, name,
-                 parameters):
+    def __init__(self, mask, network, *, outputs_per_changed, hidden_units, seed, name, parameters):
         mask = _check_mask(mask)
         self.mask = mask
         self._kept = np.flatnonzero(mask)
@@ -231,13 +249,17 @@ class Coupling(FlowBijector):
         self._merge = np.argsort(np.concatenate([self._kept, self._changed]))
         self.outputs_per_changed = int(outputs_per_changed)
         if network is None:
-            network = MLP(len(self._kept), self.outputs_per_changed * len(self._changed),
-                          check_hidden_units(hidden_units), seed=seed, name=f"{name}_network")
+            network = MLP(
+                len(self._kept),
+                self.outputs_per_changed * len(self._changed),
+                check_hidden_units(hidden_units),
+                seed=seed,
+                name=f"{name}_network",
+            )
         elif not callable(network):
             raise TypeError(f"network must be callable, got {type(network).__name__}")
         self.network = network
-        super().__init__(forward_min_event_ndims=1, validate_args=False,
-                         parameters=parameters, name=name)
+        super().__init__(forward_min_event_ndims=1, validate_args=False, parameters=parameters, name=name)
 
     @property
     def dim(self) -> int:
@@ -256,16 +278,16 @@ class Coupling(FlowBijector):
 
     def _check_input(self, x: tf.Tensor) -> None:
         if x.shape.rank is not None and x.shape[-1] is not None and x.shape[-1] != self.dim:
-            raise ValueError(f"{self.name} expects points with {self.dim} coordinates, "
-                             f"got shape {x.shape}")
+            raise ValueError(f"{self.name} expects points with {self.dim} coordinates, got shape {x.shape}")
 
     def _network_output(self, x1: tf.Tensor) -> tf.Tensor:
         """The network's raw output for the kept part, ``[..., outputs_per_changed * num_changed]``."""
         out = self.network(x1)
         expected = self.outputs_per_changed * len(self._changed)
         if out.shape[-1] is not None and out.shape[-1] != expected:
-            raise ValueError(f"{self.name}: the network returned {out.shape[-1]} values per point, "
-                             f"expected {expected}")
+            raise ValueError(
+                f"{self.name}: the network returned {out.shape[-1]} values per point, expected {expected}"
+            )
         return out
 
     def _transform(self, x2: tf.Tensor, raw: tf.Tensor, *, inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
@@ -301,12 +323,25 @@ class AdditiveCoupling(Coupling):
     ones on the diagonal.
     """
 
-    def __init__(self, mask: Sequence[bool] | np.ndarray, network: Network | None = None, *,
-                 hidden_units: Sequence[int] = (64, 64), seed: int = 0,
-                 name: str = "additive_coupling"):
+    def __init__(
+        self,
+        mask: Sequence[bool] | np.ndarray,
+        network: Network | None = None,
+        *,
+        hidden_units: Sequence[int] = (64, 64),
+        seed: int = 0,
+        name: str = "additive_coupling",
+    ):
         parameters = dict(locals())
-        super().__init__(mask, network, outputs_per_changed=1, hidden_units=hidden_units,
-                         seed=seed, name=name, parameters=parameters)
+        super().__init__(
+            mask,
+            network,
+            outputs_per_changed=1,
+            hidden_units=hidden_units,
+            seed=seed,
+            name=name,
+            parameters=parameters,
+        )
 
     def shift(self, x1: tf.Tensor) -> tf.Tensor:
         """``f(x1)``, shape ``[..., num_changed]``."""
@@ -335,13 +370,27 @@ class AffineCoupling(Coupling):
     ``log|det J| = sum(log_scale(x1))`` over the changed coordinates, shape ``[batch]``.
     """
 
-    def __init__(self, mask: Sequence[bool] | np.ndarray, network: Network | None = None, *,
-                 max_log_scale: float | None = 2.0, hidden_units: Sequence[int] = (64, 64),
-                 seed: int = 0, name: str = "affine_coupling"):
+    def __init__(
+        self,
+        mask: Sequence[bool] | np.ndarray,
+        network: Network | None = None,
+        *,
+        max_log_scale: float | None = 2.0,
+        hidden_units: Sequence[int] = (64, 64),
+        seed: int = 0,
+        name: str = "affine_coupling",
+    ):
         parameters = dict(locals())
         self.max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
-        super().__init__(mask, network, outputs_per_changed=2, hidden_units=hidden_units,
-                         seed=seed, name=name, parameters=parameters)
+        super().__init__(
+            mask,
+            network,
+            outputs_per_changed=2,
+            hidden_units=hidden_units,
+            seed=seed,
+            name=name,
+            parameters=parameters,
+        )
 
     def _shift_and_log_scale(self, raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         shift, raw_log_scale = tf.split(raw, 2, axis=-1)
@@ -376,8 +425,7 @@ class ActNorm(FlowBijector):
         self.shift = tf.Variable(tf.zeros([self.dim]), name="shift")
         self.log_scale = tf.Variable(tf.zeros([self.dim]), name="log_scale")
         self.initialized = tf.Variable(False, trainable=False, name="initialized")
-        super().__init__(forward_min_event_ndims=1, validate_args=False,
-                         parameters=parameters, name=name)
+        super().__init__(forward_min_event_ndims=1, validate_args=False, parameters=parameters, name=name)
 
     def initialize(self, y: tf.Tensor | np.ndarray) -> None:
         """Set the parameters so that ``inverse(y)`` has zero mean, unit variance per coordinate.
@@ -426,21 +474,29 @@ class BatchNormalization(FlowBijector):
     moving averages and training on it makes the true loss rise. Notebook 07 measures it.
     """
 
-    def __init__(self, dim: int, training: tf.Variable, *, momentum: float = 0.99,
-                 epsilon: float = 1e-3, name: str = "batch_norm"):
+    def __init__(
+        self,
+        dim: int,
+        training: tf.Variable,
+        *,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        name: str = "batch_norm",
+    ):
         parameters = dict(locals())
         if not (isinstance(training, tf.Variable) and training.dtype == tf.bool):
             raise TypeError("training must be a boolean tf.Variable shared by the flow's layers")
         self.dim = validation.positive_int(dim, "dim")
-        self.momentum = validation.real(momentum, "momentum", minimum=0.0, maximum=1.0, maximum_inclusive=False)
+        self.momentum = validation.real(
+            momentum, "momentum", minimum=0.0, maximum=1.0, maximum_inclusive=False
+        )
         self.epsilon = validation.positive_float(epsilon, "epsilon")
         self.training = training
         self.moving_mean = tf.Variable(tf.zeros([self.dim]), trainable=False, name="moving_mean")
         self.moving_variance = tf.Variable(tf.ones([self.dim]), trainable=False, name="moving_variance")
         self.log_gamma = tf.Variable(tf.zeros([self.dim]), name="log_gamma")
         self.beta = tf.Variable(tf.zeros([self.dim]), name="beta")
-        super().__init__(forward_min_event_ndims=1, validate_args=False,
-                         parameters=parameters, name=name)
+        super().__init__(forward_min_event_ndims=1, validate_args=False, parameters=parameters, name=name)
 
     def _statistics(self, y: tf.Tensor, *, update: bool) -> tuple[tf.Tensor, tf.Tensor]:
         """``(mean, variance)`` per coordinate: of the batch in training mode, else moving."""
@@ -454,8 +510,11 @@ class BatchNormalization(FlowBijector):
                 self.moving_variance.assign(m * self.moving_variance + (1 - m) * tf.stop_gradient(variance))
             return mean, variance
 
-        return tf.cond(self.training, batch_statistics,
-                       lambda: (tf.identity(self.moving_mean), tf.identity(self.moving_variance)))
+        return tf.cond(
+            self.training,
+            batch_statistics,
+            lambda: (tf.identity(self.moving_mean), tf.identity(self.moving_variance)),
+        )
 
     def _normalise(self, y: tf.Tensor, *, update: bool) -> tuple[tf.Tensor, tf.Tensor]:
         mean, variance = self._statistics(y, update=update)

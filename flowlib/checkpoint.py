@@ -14,14 +14,15 @@ Nothing is ever half done:
 - :func:`save` writes the new checkpoint beside the old one and then moves it in place;
   if anything fails, the previous checkpoint is put back and stays loadable.
 """
+
 from __future__ import annotations
 
 import glob
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -43,7 +44,9 @@ def _check_path(path: str | os.PathLike) -> Path:
         raise TypeError(f"path must be a file prefix (a str or Path), got {path!r}")
     path = Path(path)
     if path.name in ("", ".", "..") or path.is_dir():
-        raise ValueError(f"path must be a file prefix such as 'checkpoints/flow', not a folder: {str(path)!r}")
+        raise ValueError(
+            f"path must be a file prefix such as 'checkpoints/flow', not a folder: {str(path)!r}"
+        )
     return path
 
 
@@ -79,11 +82,11 @@ def save(flow, path: str | Path) -> Path:
         placed: list[Path] = []
         try:
             for old in _files(path):
-                aside = staging / ("old" + old.name[len(path.name):])
+                aside = staging / ("old" + old.name[len(path.name) :])
                 os.replace(old, aside)
                 moved_aside.append((old, aside))
             for new in _files(new_prefix):  # data shards first, index last
-                target = path.parent / (path.name + new.name[len("new"):])
+                target = path.parent / (path.name + new.name[len("new") :])
                 os.replace(new, target)
                 placed.append(target)
         except BaseException as error:
@@ -92,8 +95,10 @@ def save(flow, path: str | Path) -> Path:
             for old, aside in moved_aside:
                 os.replace(aside, old)
             if isinstance(error, OSError):
-                raise OSError(f"cannot save the checkpoint at {str(path)!r} (the previous one, if any, "
-                              f"is unchanged): {error}") from None
+                raise OSError(
+                    f"cannot save the checkpoint at {str(path)!r} (the previous one, if any, "
+                    f"is unchanged): {error}"
+                ) from None
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -119,7 +124,8 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         detail = getattr(error, "message", None) or str(error) or type(error).__name__
         raise CheckpointError(
             f"the checkpoint at {str(path)!r} cannot be read ({str(path)}.index and its .data file are "
-            f"damaged, truncated, or come from different saves): {detail.strip().splitlines()[0]}") from None
+            f"damaged, truncated, or come from different saves): {detail.strip().splitlines()[0]}"
+        ) from None
 
 
 def _expected(flow) -> dict[str, tuple[tuple[int, ...], tf.dtypes.DType]]:
@@ -141,17 +147,32 @@ def _mismatch(stored: dict[str, np.ndarray], expected: dict) -> str | None:
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
     if missing:
-        problems.append(f"{len(missing)} variables of this flow are not in the checkpoint (e.g. "
-                        + ", ".join(_short(k) for k in missing[:_SHOWN]) + ")")
+        problems.append(
+            f"{len(missing)} variables of this flow are not in the checkpoint (e.g. "
+            + ", ".join(_short(k) for k in missing[:_SHOWN])
+            + ")"
+        )
     if extra:
-        problems.append(f"{len(extra)} variables of the checkpoint are not in this flow (e.g. "
-                        + ", ".join(_short(k) for k in extra[:_SHOWN]) + ")")
-    reshaped = [key for key in sorted(set(stored) & set(expected))
-                if stored[key].shape != expected[key][0] or stored[key].dtype != expected[key][1].as_numpy_dtype]
+        problems.append(
+            f"{len(extra)} variables of the checkpoint are not in this flow (e.g. "
+            + ", ".join(_short(k) for k in extra[:_SHOWN])
+            + ")"
+        )
+    reshaped = [
+        key
+        for key in sorted(set(stored) & set(expected))
+        if stored[key].shape != expected[key][0] or stored[key].dtype != expected[key][1].as_numpy_dtype
+    ]
     if reshaped:
-        problems.append(f"{len(reshaped)} variables differ in shape or type (e.g. " + ", ".join(
-            f"{_short(k)}: checkpoint {list(stored[k].shape)} {stored[k].dtype}, flow "
-            f"{list(expected[k][0])} {expected[k][1].name}" for k in reshaped[:_SHOWN]) + ")")
+        problems.append(
+            f"{len(reshaped)} variables differ in shape or type (e.g. "
+            + ", ".join(
+                f"{_short(k)}: checkpoint {list(stored[k].shape)} {stored[k].dtype}, flow "
+                f"{list(expected[k][0])} {expected[k][1].name}"
+                for k in reshaped[:_SHOWN]
+            )
+            + ")"
+        )
     return "; ".join(problems) or None
 
 
@@ -170,8 +191,10 @@ def load(flow, path: str | Path) -> None:
     stored = _read(path)
     problem = _mismatch(stored, _expected(flow))
     if problem:
-        raise CheckpointError(f"the checkpoint at {str(path)!r} does not fit this flow "
-                              f"(was it saved from a flow built with other arguments?): {problem}")
+        raise CheckpointError(
+            f"the checkpoint at {str(path)!r} does not fit this flow "
+            f"(was it saved from a flow built with other arguments?): {problem}"
+        )
     # Everything is checked; keep a copy anyway, so that even an unexpected failure of the
     # restore leaves the flow as it was.
     before = [variable.numpy() for variable in flow.variables]
@@ -182,8 +205,10 @@ def load(flow, path: str | Path) -> None:
         for variable, value in zip(flow.variables, before):
             variable.assign(value)
         _flows.clear_caches(flow)
-        raise CheckpointError(f"the checkpoint at {str(path)!r} could not be restored into this flow "
-                              f"(the flow is unchanged): {error}") from None
+        raise CheckpointError(
+            f"the checkpoint at {str(path)!r} could not be restored into this flow "
+            f"(the flow is unchanged): {error}"
+        ) from None
     _flows.clear_caches(flow)
 
 

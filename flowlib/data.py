@@ -17,25 +17,26 @@ so the word reads normally in a plot.
 Nothing here uses TensorFlow: the target is plain numpy, so mistakes in the input are
 reported with a clear ``ValueError`` long before a model sees the data.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
 from flowlib import validation
 
-ImageSource = Union[str, os.PathLike, np.ndarray]
+ImageSource = str | os.PathLike | np.ndarray
 
 DEFAULT_WIDTH = 6.0
 DEFAULT_FONT = "DejaVu Sans"  # ships with matplotlib, so the rendering works everywhere
 
 
-def render_text(text: str, *, font_size: int = 72, font_family: str = DEFAULT_FONT,
-                font_weight: str = "bold") -> np.ndarray:
+def render_text(
+    text: str, *, font_size: int = 72, font_family: str = DEFAULT_FONT, font_weight: str = "bold"
+) -> np.ndarray:
     """Render ``text`` to a grey-scale array, 0.0 for ink and 1.0 for paper.
 
     The text is drawn with matplotlib's Agg renderer in a font matplotlib ships, so the
@@ -65,8 +66,17 @@ def render_text(text: str, *, font_size: int = 72, font_family: str = DEFAULT_FO
     height_px = int(font_size * 2.5)
     fig = Figure(figsize=(width_px / 72, height_px / 72), dpi=72, facecolor="white")
     canvas = FigureCanvasAgg(fig)
-    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=font_size,
-             family=font_family, weight=font_weight, color="black")
+    fig.text(
+        0.5,
+        0.5,
+        text,
+        ha="center",
+        va="center",
+        fontsize=font_size,
+        family=font_family,
+        weight=font_weight,
+        color="black",
+    )
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba(), dtype=np.float64) / 255.0
     grey = rgba[..., :3].mean(axis=-1)
@@ -113,8 +123,7 @@ def _load_grey(image: ImageSource) -> np.ndarray:
         grey = array
     else:
         raise ValueError(
-            f"image array must have shape [rows, cols], [rows, cols, 3] or [rows, cols, 4];"
-            f" got {array.shape}"
+            f"image array must have shape [rows, cols], [rows, cols, 3] or [rows, cols, 4]; got {array.shape}"
         )
     if grey.min() < 0.0 or grey.max() > 1.0:
         raise ValueError("float image values must lie in [0, 1] (integers in [0, 255])")
@@ -139,8 +148,15 @@ class PictureDistribution:
 
     # ----------------------------------------------------------------- constructors
     @classmethod
-    def from_text(cls, text: str, *, width: float = DEFAULT_WIDTH, font_size: int = 72,
-                  font_family: str = DEFAULT_FONT, font_weight: str = "bold") -> "PictureDistribution":
+    def from_text(
+        cls,
+        text: str,
+        *,
+        width: float = DEFAULT_WIDTH,
+        font_size: int = 72,
+        font_family: str = DEFAULT_FONT,
+        font_weight: str = "bold",
+    ) -> PictureDistribution:
         """The distribution of points on the ink of ``text`` rendered in a bold font.
 
         Example::
@@ -148,13 +164,18 @@ class PictureDistribution:
             target = PictureDistribution.from_text("Flow")
             points = target.sample(10_000, seed=0)     # [10000, 2] float32
         """
-        grey = render_text(text, font_size=font_size, font_family=font_family,
-                           font_weight=font_weight)
+        grey = render_text(text, font_size=font_size, font_family=font_family, font_weight=font_weight)
         return cls.from_image(grey, width=width, name=text.strip())
 
     @classmethod
-    def from_image(cls, image: ImageSource, *, threshold: float = 0.5,
-                   width: float = DEFAULT_WIDTH, name: str | None = None) -> "PictureDistribution":
+    def from_image(
+        cls,
+        image: ImageSource,
+        *,
+        threshold: float = 0.5,
+        width: float = DEFAULT_WIDTH,
+        name: str | None = None,
+    ) -> PictureDistribution:
         """The distribution of points on the dark pixels of an image.
 
         ``image`` is a file path (PNG natively; other formats through Pillow) or an array:
@@ -180,7 +201,7 @@ class PictureDistribution:
             )
         rows = np.flatnonzero(ink.any(axis=1))
         cols = np.flatnonzero(ink.any(axis=0))
-        ink = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1].copy()
+        ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy()
         ink.setflags(write=False)
         if name is None:
             name = Path(image).stem if isinstance(image, (str, os.PathLike)) else "picture"
@@ -197,7 +218,7 @@ class PictureDistribution:
     @property
     def ink_area(self) -> float:
         """``|A|``, the area of the ink in plane units squared."""
-        return float(self.ink.sum()) * self.pixel_size ** 2
+        return float(self.ink.sum()) * self.pixel_size**2
 
     def entropy(self) -> float:
         """Differential entropy in nats: ``H = log |A|`` for a uniform density on ``A``."""
@@ -227,8 +248,9 @@ class PictureDistribution:
         ``points``: array ``[..., 2]``; returns float64 ``[...]``.
         """
         points = np.asarray(points.numpy() if hasattr(points, "numpy") else points)
-        if points.dtype == bool or not (np.issubdtype(points.dtype, np.integer)
-                                        or np.issubdtype(points.dtype, np.floating)):
+        if points.dtype == bool or not (
+            np.issubdtype(points.dtype, np.integer) or np.issubdtype(points.dtype, np.floating)
+        ):
             raise TypeError(f"points must be a numeric array of shape [..., 2], got dtype {points.dtype}")
         points = points.astype(np.float64)
         if points.ndim < 1 or points.shape[-1] != 2:

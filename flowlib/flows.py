@@ -10,9 +10,11 @@ applies ``inverse`` and the change-of-variables formula
 :func:`layers` lists the bijectors in the order ``forward`` applies them, and
 :func:`trace` follows points through them, which is what the layer-by-layer figures show.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 import tensorflow as tf
@@ -60,8 +62,10 @@ def _check_seed(seed: int, num_layers: int) -> int:
     # Layer i's network is seeded with seed * 1000 + i, which must stay a valid seed too.
     seed = validation.seed(seed)
     if seed * 1000 + num_layers > validation.MAX_SEED:
-        raise ValueError(f"seed must be at most {(validation.MAX_SEED - num_layers) // 1000} "
-                         f"(each layer's network takes seed * 1000 + its index), got {seed}")
+        raise ValueError(
+            f"seed must be at most {(validation.MAX_SEED - num_layers) // 1000} "
+            f"(each layer's network takes seed * 1000 + its index), got {seed}"
+        )
     return seed
 
 
@@ -103,9 +107,15 @@ def _assemble(forward_layers: list[tfb.Bijector], dim: int, name: str) -> tfd.Tr
     return tfd.TransformedDistribution(distribution=_standard_normal(dim), bijector=chain, name=name)
 
 
-def nice(dim: int = 2, *, num_layers: int = 4, hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
-         permutation: Permutation = "reverse", scaling: bool = True,
-         seed: int = 0) -> tfd.TransformedDistribution:
+def nice(
+    dim: int = 2,
+    *,
+    num_layers: int = 4,
+    hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
+    permutation: Permutation = "reverse",
+    scaling: bool = True,
+    seed: int = 0,
+) -> tfd.TransformedDistribution:
     """A NICE flow (Dinh et al., 2014): additive couplings with permutations in between.
 
     Forward order (latent to data): ``coupling_0, permute_0, coupling_1, …,
@@ -120,23 +130,33 @@ def nice(dim: int = 2, *, num_layers: int = 4, hidden_units: Sequence[int] = DEF
     seed = _check_seed(seed, num_layers)
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):
-        layers.append(AdditiveCoupling(half_mask(dim), hidden_units=hidden_units, seed=seed * 1000 + i,
-                                       name=f"additive_coupling_{i}"))
+        layers.append(
+            AdditiveCoupling(
+                half_mask(dim), hidden_units=hidden_units, seed=seed * 1000 + i, name=f"additive_coupling_{i}"
+            )
+        )
         if i < num_layers - 1:
             layers.append(_permutation(dim, permutation, seed, i))
     if scaling:
         log_scale = tf.Variable(tf.zeros([dim]), name="log_scale")
-        layers.append(tfb.ScaleMatvecDiag(
-            scale_diag=tfp.util.DeferredTensor(log_scale, tf.exp), name="scaling"))
+        layers.append(
+            tfb.ScaleMatvecDiag(scale_diag=tfp.util.DeferredTensor(log_scale, tf.exp), name="scaling")
+        )
     return _assemble(layers, dim, "nice")
 
 
-def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
-            hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
-            normalization: Normalization = "batchnorm", normalize_every: int = 2,
-            normalize_after: Sequence[int] | None = None, permutation: Permutation = "reverse",
-            max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
-            seed: int = 0) -> tfd.TransformedDistribution:
+def realnvp(
+    dim: int = 2,
+    *,
+    num_layers: int = DEFAULT_NUM_LAYERS,
+    hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
+    normalization: Normalization = "batchnorm",
+    normalize_every: int = 2,
+    normalize_after: Sequence[int] | None = None,
+    permutation: Permutation = "reverse",
+    max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
+    seed: int = 0,
+) -> tfd.TransformedDistribution:
     """A RealNVP flow (Dinh et al., 2017): affine couplings, normalisation and permutations.
 
     Forward order (latent to data), for ``normalize_every=2``::
@@ -179,13 +199,21 @@ def realnvp(dim: int = 2, *, num_layers: int = DEFAULT_NUM_LAYERS,
         normalize_after = range(normalize_every - 1, num_layers, normalize_every)
     normalize_after = set(int(i) for i in normalize_after)
     if not normalize_after <= set(range(num_layers)):
-        raise ValueError(f"normalize_after must hold coupling indices 0 to {num_layers - 1}, "
-                         f"got {sorted(normalize_after)}")
+        raise ValueError(
+            f"normalize_after must hold coupling indices 0 to {num_layers - 1}, got {sorted(normalize_after)}"
+        )
     training = tf.Variable(False, trainable=False, name="training")
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):
-        layers.append(AffineCoupling(half_mask(dim), hidden_units=hidden_units, max_log_scale=max_log_scale,
-                                     seed=seed * 1000 + i, name=f"affine_coupling_{i}"))
+        layers.append(
+            AffineCoupling(
+                half_mask(dim),
+                hidden_units=hidden_units,
+                max_log_scale=max_log_scale,
+                seed=seed * 1000 + i,
+                name=f"affine_coupling_{i}",
+            )
+        )
         if normalization != "none" and i in normalize_after:
             if normalization == "batchnorm":
                 layers.append(BatchNormalization(dim, training, name=f"batch_norm_{i}"))
@@ -209,8 +237,16 @@ def _check_normalization(normalization: str) -> None:
         raise ValueError(f"normalization must be 'batchnorm', 'actnorm' or 'none', got {normalization!r}")
 
 
-def _stack(make_layer: Callable[[int], tfb.Bijector], dim: int, num_layers: int, *, normalization: str,
-           permutation: str, seed: int, name: str) -> tfd.TransformedDistribution:
+def _stack(
+    make_layer: Callable[[int], tfb.Bijector],
+    dim: int,
+    num_layers: int,
+    *,
+    normalization: str,
+    permutation: str,
+    seed: int,
+    name: str,
+) -> tfd.TransformedDistribution:
     """Forward order ``layer_0, mix_0, layer_1, [norm], mix_1, …``: a normalisation every second layer."""
     _check_normalization(normalization)
     training = tf.Variable(False, trainable=False, name="training")
@@ -226,9 +262,17 @@ def _stack(make_layer: Callable[[int], tfb.Bijector], dim: int, num_layers: int,
     return flow
 
 
-def spline_flow(dim: int = 2, *, num_layers: int = 8, hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
-                num_bins: int = 8, bound: float = 4.0, permutation: Permutation = "reverse",
-                normalization: Normalization = "none", seed: int = 0) -> tfd.TransformedDistribution:
+def spline_flow(
+    dim: int = 2,
+    *,
+    num_layers: int = 8,
+    hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
+    num_bins: int = 8,
+    bound: float = 4.0,
+    permutation: Permutation = "reverse",
+    normalization: Normalization = "none",
+    seed: int = 0,
+) -> tfd.TransformedDistribution:
     """A neural spline flow (Durkan et al., 2019): rational-quadratic spline couplings.
 
     Forward order (latent to data): ``spline_coupling_0, permute_0, spline_coupling_1, …``,
@@ -256,16 +300,35 @@ def spline_flow(dim: int = 2, *, num_layers: int = 8, hidden_units: Sequence[int
         raise ValueError("bound must be a positive finite number, got None")
     bound = _bijectors.check_bound(bound, "bound")
     mask = half_mask(dim)
-    return _stack(lambda i: SplineCoupling(mask, num_bins=num_bins, bound=bound, hidden_units=hidden_units,
-                                           seed=seed * 1000 + i, name=f"spline_coupling_{i}"),
-                  dim, num_layers, normalization=normalization, permutation=permutation, seed=seed,
-                  name="spline_flow")
+    return _stack(
+        lambda i: SplineCoupling(
+            mask,
+            num_bins=num_bins,
+            bound=bound,
+            hidden_units=hidden_units,
+            seed=seed * 1000 + i,
+            name=f"spline_coupling_{i}",
+        ),
+        dim,
+        num_layers,
+        normalization=normalization,
+        permutation=permutation,
+        seed=seed,
+        name="spline_flow",
+    )
 
 
-def maf(dim: int = 2, *, num_layers: int = 8, hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
-        permutation: Permutation = "reverse", normalization: Normalization = "none",
-        max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE, inverse: bool = False,
-        seed: int = 0) -> tfd.TransformedDistribution:
+def maf(
+    dim: int = 2,
+    *,
+    num_layers: int = 8,
+    hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
+    permutation: Permutation = "reverse",
+    normalization: Normalization = "none",
+    max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
+    inverse: bool = False,
+    seed: int = 0,
+) -> tfd.TransformedDistribution:
     """A masked autoregressive flow (Papamakarios et al., 2017), or with ``inverse=True`` an IAF.
 
     Forward order: ``maf_0, permute_0, maf_1, …`` (``iaf_*`` for IAF). A MAF evaluates
@@ -277,10 +340,21 @@ def maf(dim: int = 2, *, num_layers: int = 8, hidden_units: Sequence[int] = DEFA
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
     max_log_scale = _bijectors.check_bound(max_log_scale, "max_log_scale")
     kind, prefix = (IAF, "iaf") if inverse else (MAF, "maf")
-    return _stack(lambda i: kind(dim, max_log_scale=max_log_scale, hidden_units=hidden_units,
-                                 seed=seed * 1000 + i, name=f"{prefix}_{i}"),
-                  dim, num_layers, normalization=normalization, permutation=permutation, seed=seed,
-                  name=prefix)
+    return _stack(
+        lambda i: kind(
+            dim,
+            max_log_scale=max_log_scale,
+            hidden_units=hidden_units,
+            seed=seed * 1000 + i,
+            name=f"{prefix}_{i}",
+        ),
+        dim,
+        num_layers,
+        normalization=normalization,
+        permutation=permutation,
+        seed=seed,
+        name=prefix,
+    )
 
 
 def iaf(dim: int = 2, **kwargs) -> tfd.TransformedDistribution:
@@ -289,8 +363,9 @@ def iaf(dim: int = 2, **kwargs) -> tfd.TransformedDistribution:
 
 
 # --------------------------------------------------------------------------- one-pass log-density
-def one_pass_log_prob(flow: tfd.TransformedDistribution, *,
-                      strict: bool = False) -> Callable[[tf.Tensor], tf.Tensor] | None:
+def one_pass_log_prob(
+    flow: tfd.TransformedDistribution, *, strict: bool = False
+) -> Callable[[tf.Tensor], tf.Tensor] | None:
     """A function ``x -> log p(x)`` equal to ``flow.log_prob(x)`` that runs each layer once.
 
     ``TransformedDistribution.log_prob`` asks every layer for ``inverse`` and then, in a
@@ -311,8 +386,10 @@ def one_pass_log_prob(flow: tfd.TransformedDistribution, *,
     else:
         unknown = [layer for layer in chain if not _bijectors.supports_one_pass(layer)]
         if unknown:
-            reason = (f"layer {unknown[0].name!r} ({type(unknown[0]).__name__}) has no one-pass inverse "
-                      f"(flowlib layers and {', '.join(b.__name__ for b in _bijectors.PLAIN_BIJECTORS)} do)")
+            reason = (
+                f"layer {unknown[0].name!r} ({type(unknown[0]).__name__}) has no one-pass inverse "
+                f"(flowlib layers and {', '.join(b.__name__ for b in _bijectors.PLAIN_BIJECTORS)} do)"
+            )
     if reason is not None:
         if strict:
             raise TypeError(reason)

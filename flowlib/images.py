@@ -25,16 +25,18 @@ Data side (TFP convention: forward = latent -> data):
 - :func:`bits_per_dim` converts a negative log-likelihood of dequantized images into
   bits per dimension of the discrete images.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from flowlib.bijectors import AffineCoupling, MLP
+from flowlib.bijectors import MLP, AffineCoupling
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -61,11 +63,14 @@ class ImageSplit(NamedTuple):
     num_levels: int
 
 
-def _split(images: np.ndarray, shape, num_levels: int, num_train: int, num_validation: int,
-           seed: int) -> ImageSplit:
+def _split(
+    images: np.ndarray, shape, num_levels: int, num_train: int, num_validation: int, seed: int
+) -> ImageSplit:
     if num_train < 1 or num_validation < 1 or num_train + num_validation >= len(images):
-        raise ValueError(f"need 1 <= num_train, 1 <= num_validation and num_train + num_validation < "
-                         f"{len(images)} images, got {num_train} and {num_validation}")
+        raise ValueError(
+            f"need 1 <= num_train, 1 <= num_validation and num_train + num_validation < "
+            f"{len(images)} images, got {num_train} and {num_validation}"
+        )
     order = np.random.default_rng(seed).permutation(len(images))
     vectors = images.reshape(len(images), -1).astype(np.int64)[order]
     first, second = num_train, num_train + num_validation
@@ -101,11 +106,14 @@ def check_levels(images, num_levels: int, name: str = "images") -> np.ndarray:
     if not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
     if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
-        raise ValueError(f"{name} must be whole grey levels (0, 1, ..., {num_levels - 1}); "
-                         "dequantize integers, not values that are already continuous")
+        raise ValueError(
+            f"{name} must be whole grey levels (0, 1, ..., {num_levels - 1}); "
+            "dequantize integers, not values that are already continuous"
+        )
     if array.size and (array.min() < 0 or array.max() > num_levels - 1):
-        raise ValueError(f"{name} must lie in 0 .. {num_levels - 1}, got values from "
-                         f"{array.min():g} to {array.max():g}")
+        raise ValueError(
+            f"{name} must lie in 0 .. {num_levels - 1}, got values from {array.min():g} to {array.max():g}"
+        )
     return array.astype(np.int64)
 
 
@@ -170,8 +178,10 @@ def as_images(vectors, height: int, width: int, channels: int = 1) -> np.ndarray
     array = np.asarray(vectors.numpy() if tf.is_tensor(vectors) else vectors)
     size = height * width * channels
     if array.ndim != 2 or array.shape[1] != size:
-        raise ValueError(f"expected flattened images of shape [n, {size}] for {height}x{width} pixels "
-                         f"with {channels} channel(s), got {array.shape}")
+        raise ValueError(
+            f"expected flattened images of shape [n, {size}] for {height}x{width} pixels "
+            f"with {channels} channel(s), got {array.shape}"
+        )
     return array.reshape(-1, height, width, channels)
 
 
@@ -197,12 +207,15 @@ class _ImagePermutation(tfb.Permute):
         if total < size:
             raise ValueError(f"num_coordinates={total} is smaller than the image ({size} coordinates)")
         self.num_coordinates = total
-        super().__init__(permutation=np.concatenate([permutation, np.arange(size, total)]).astype(np.int32),
-                         name=name)
+        super().__init__(
+            permutation=np.concatenate([permutation, np.arange(size, total)]).astype(np.int32), name=name
+        )
 
     def _check(self, x):
         if x.shape.rank is not None and x.shape[-1] is not None and x.shape[-1] != self.num_coordinates:
-            raise ValueError(f"{self.name} expects vectors of {self.num_coordinates} coordinates, got shape {x.shape}")
+            raise ValueError(
+                f"{self.name} expects vectors of {self.num_coordinates} coordinates, got shape {x.shape}"
+            )
 
     def _forward(self, x):
         self._check(x)
@@ -220,8 +233,15 @@ class Squeeze(_ImagePermutation):
     ``H W C``) allows trailing coordinates, e.g. factored-out ones, which stay in place.
     """
 
-    def __init__(self, height: int, width: int, channels: int = 1, *, num_coordinates: int | None = None,
-                 name: str = "squeeze"):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int = 1,
+        *,
+        num_coordinates: int | None = None,
+        name: str = "squeeze",
+    ):
         # TFP rebuilds bijectors from their constructor arguments: keep them as attributes.
         self.height, self.width, self.channels = _check_shape(height, width, channels)
         super().__init__(squeeze_permutation(height, width, channels), num_coordinates, name)
@@ -234,8 +254,15 @@ class Unsqueeze(_ImagePermutation):
     to data) this is the layer whose ``inverse``, on the way from the data, squeezes.
     """
 
-    def __init__(self, height: int, width: int, channels: int = 1, *, num_coordinates: int | None = None,
-                 name: str = "unsqueeze"):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int = 1,
+        *,
+        num_coordinates: int | None = None,
+        name: str = "unsqueeze",
+    ):
         # TFP rebuilds bijectors from their constructor arguments: keep them as attributes.
         self.height, self.width, self.channels = _check_shape(height, width, channels)
         super().__init__(np.argsort(squeeze_permutation(height, width, channels)), num_coordinates, name)
@@ -259,7 +286,9 @@ def channel_mask(height: int, width: int, channels: int, *, first_half: bool = T
     """Booleans ``[H W C]``: True (kept) on the first half of the channels (or the second)."""
     height, width, channels = _check_shape(height, width, channels)
     if channels % 2:
-        raise ValueError(f"a channel-wise mask splits the channels in two: needs an even number, got {channels}")
+        raise ValueError(
+            f"a channel-wise mask splits the channels in two: needs an even number, got {channels}"
+        )
     kept = np.arange(channels) < channels // 2
     if not first_half:
         kept = ~kept
@@ -280,16 +309,20 @@ class _ImageNetwork(tf.Module):
         self.shape = _check_shape(height, width, channels)
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (int(np.prod(self.shape)),):
-            raise ValueError(f"mask must have {int(np.prod(self.shape))} entries for a "
-                             f"{height}x{width}x{channels} image, got shape {mask.shape}")
+            raise ValueError(
+                f"mask must have {int(np.prod(self.shape))} entries for a "
+                f"{height}x{width}x{channels} image, got shape {mask.shape}"
+            )
         self.image_mask = mask
         self.num_kept = int(mask.sum())
         self.num_changed = mask.size - self.num_kept
 
     def _kept_pixels(self, x1):
         if x1.shape[-1] is not None and x1.shape[-1] < self.num_kept:
-            raise ValueError(f"{self.name}: expected at least {self.num_kept} kept values, got shape {x1.shape}")
-        return x1[..., :self.num_kept]
+            raise ValueError(
+                f"{self.name}: expected at least {self.num_kept} kept values, got shape {x1.shape}"
+            )
+        return x1[..., : self.num_kept]
 
 
 class DenseNet(_ImageNetwork):
@@ -299,8 +332,17 @@ class DenseNet(_ImageNetwork):
     layer starts at zero, so the coupling starts as the identity.
     """
 
-    def __init__(self, height: int, width: int, channels: int, mask, *, hidden_units: Sequence[int] = (128, 128),
-                 seed: int = 0, name: str = "dense_net"):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        mask,
+        *,
+        hidden_units: Sequence[int] = (128, 128),
+        seed: int = 0,
+        name: str = "dense_net",
+    ):
         super().__init__(height, width, channels, mask, name)
         self.mlp = MLP(self.num_kept, 2 * self.num_changed, hidden_units, seed=seed, name=f"{name}_mlp")
 
@@ -317,8 +359,19 @@ class ConvNet(_ImageNetwork):
     outputs, read at the changed pixels: ``[..., >= num_kept] -> [..., 2 * num_changed]``.
     """
 
-    def __init__(self, height: int, width: int, channels: int, mask, *, hidden_channels: int = 32,
-                 num_hidden: int = 2, kernel_size: int = 3, seed: int = 0, name: str = "conv_net"):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        mask,
+        *,
+        hidden_channels: int = 32,
+        num_hidden: int = 2,
+        kernel_size: int = 3,
+        seed: int = 0,
+        name: str = "conv_net",
+    ):
         super().__init__(height, width, channels, mask, name)
         height, width, channels = self.shape
         kept = np.flatnonzero(self.image_mask)
@@ -388,8 +441,10 @@ class Logit(tfb.Bijector):
         if tf.executing_eagerly():  # inside tf.function the values are not known yet
             values = np.asarray(y)
             if values.size and not (np.all(np.isfinite(values)) and values.min() >= 0 and values.max() <= 1):
-                raise ValueError(f"{self.name}: values must lie in [0, 1] (dequantized pixels divided by the "
-                                 f"number of levels), got values from {values.min():g} to {values.max():g}")
+                raise ValueError(
+                    f"{self.name}: values must lie in [0, 1] (dequantized pixels divided by the "
+                    f"number of levels), got values from {values.min():g} to {values.max():g}"
+                )
 
     def _forward(self, z):
         return (tf.sigmoid(z) - self.alpha) / (1.0 - 2.0 * self.alpha)
@@ -434,10 +489,20 @@ def _factor_out_permutation(height: int, width: int, channels: int, num_coordina
     return np.concatenate([order, np.arange(order.size, num_coordinates)])
 
 
-def multiscale_flow(height: int = DIGITS_SIDE, width: int = DIGITS_SIDE, channels: int = 1, *,
-                    num_scales: int = 2, couplings_per_block: int = 3, final_couplings: int = 4,
-                    network: NetworkKind = "dense", hidden: int = 128, num_hidden: int = 2,
-                    max_log_scale: float | None = 2.0, seed: int = 0) -> MultiScale:
+def multiscale_flow(
+    height: int = DIGITS_SIDE,
+    width: int = DIGITS_SIDE,
+    channels: int = 1,
+    *,
+    num_scales: int = 2,
+    couplings_per_block: int = 3,
+    final_couplings: int = 4,
+    network: NetworkKind = "dense",
+    hidden: int = 128,
+    num_hidden: int = 2,
+    max_log_scale: float | None = 2.0,
+    seed: int = 0,
+) -> MultiScale:
     """RealNVP's multi-scale architecture (Dinh et al. 2017, section 3.6) on flattened images.
 
     Data to latent, each scale: ``couplings_per_block`` checkerboard couplings (alternating
@@ -456,14 +521,24 @@ def multiscale_flow(height: int = DIGITS_SIDE, width: int = DIGITS_SIDE, channel
     height, width, channels = _check_shape(height, width, channels)
     if network not in ("dense", "conv"):
         raise ValueError(f"network must be 'dense' or 'conv', got {network!r}")
-    for label, value in (("num_scales", num_scales), ("couplings_per_block", couplings_per_block),
-                         ("final_couplings", final_couplings), ("hidden", hidden), ("num_hidden", num_hidden)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if label == "num_scales"
-                                                                                         else 1):
+    for label, value in (
+        ("num_scales", num_scales),
+        ("couplings_per_block", couplings_per_block),
+        ("final_couplings", final_couplings),
+        ("hidden", hidden),
+        ("num_hidden", num_hidden),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < (0 if label == "num_scales" else 1)
+        ):
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
-    if height % (2 ** num_scales) or width % (2 ** num_scales):
-        raise ValueError(f"{num_scales} scale(s) squeeze {num_scales} time(s): height and width must be "
-                         f"divisible by {2 ** num_scales}, got {height}x{width}")
+    if height % (2**num_scales) or width % (2**num_scales):
+        raise ValueError(
+            f"{num_scales} scale(s) squeeze {num_scales} time(s): height and width must be "
+            f"divisible by {2**num_scales}, got {height}x{width}"
+        )
     total = height * width * channels
     # origin[i]: the pixel coordinate now at position i (data side order); tracks every reordering.
     origin = np.arange(total)
@@ -476,10 +551,18 @@ def multiscale_flow(height: int = DIGITS_SIDE, width: int = DIGITS_SIDE, channel
         full_mask = np.concatenate([mask, np.ones(total - mask.size, dtype=bool)])
         net_seed = seed * 1000 + count
         if network == "dense":
-            net = DenseNet(*shape, mask, hidden_units=[hidden] * num_hidden, seed=net_seed, name=f"dense_{count}")
+            net = DenseNet(
+                *shape, mask, hidden_units=[hidden] * num_hidden, seed=net_seed, name=f"dense_{count}"
+            )
         else:
-            net = ConvNet(*shape, mask, hidden_channels=hidden, num_hidden=num_hidden, seed=net_seed,
-                          name=f"conv_{count}")
+            net = ConvNet(
+                *shape,
+                mask,
+                hidden_channels=hidden,
+                num_hidden=num_hidden,
+                seed=net_seed,
+                name=f"conv_{count}",
+            )
         layer = AffineCoupling(full_mask, net, max_log_scale=max_log_scale, name=f"coupling_{count}")
         count += 1
         return layer
@@ -490,16 +573,18 @@ def multiscale_flow(height: int = DIGITS_SIDE, width: int = DIGITS_SIDE, channel
             layers_data_to_latent.append(coupling((h, w, c), checkerboard_mask(h, w, c, parity=k % 2)))
         squeeze = squeeze_permutation(h, w, c)
         layers_data_to_latent.append(Unsqueeze(h, w, c, num_coordinates=total, name=f"squeeze_{scale}"))
-        origin[:squeeze.size] = origin[:squeeze.size][squeeze]
+        origin[: squeeze.size] = origin[: squeeze.size][squeeze]
         h, w, c = h // 2, w // 2, 4 * c
         for k in range(couplings_per_block):
             layers_data_to_latent.append(coupling((h, w, c), channel_mask(h, w, c, first_half=k % 2 == 0)))
         order = _factor_out_permutation(h, w, c, total)
         # tfb.Permute(p).inverse(y) = y[argsort(p)]: from the data side, this factors out.
-        layers_data_to_latent.append(tfb.Permute(np.argsort(order).astype(np.int32), name=f"factor_out_{scale}"))
+        layers_data_to_latent.append(
+            tfb.Permute(np.argsort(order).astype(np.int32), name=f"factor_out_{scale}")
+        )
         origin = origin[order]
         c //= 2
-        exit_scale[origin[h * w * c:h * w * 2 * c]] = scale
+        exit_scale[origin[h * w * c : h * w * 2 * c]] = scale
     for k in range(final_couplings):
         layers_data_to_latent.append(coupling((h, w, c), checkerboard_mask(h, w, c, parity=k % 2)))
 
@@ -511,7 +596,9 @@ def multiscale_flow(height: int = DIGITS_SIDE, width: int = DIGITS_SIDE, channel
     return MultiScale(flow, exit_scale.reshape(height, width, channels), count)
 
 
-def with_preprocessing(flow: tfd.TransformedDistribution, alpha: float = DEFAULT_ALPHA) -> tfd.TransformedDistribution:
+def with_preprocessing(
+    flow: tfd.TransformedDistribution, alpha: float = DEFAULT_ALPHA
+) -> tfd.TransformedDistribution:
     """The density on ``[0, 1]^D`` of ``Logit(alpha).forward`` applied to samples of ``flow``.
 
     Same base and same variables as ``flow``: training one trains the other. ``log_prob``

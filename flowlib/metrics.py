@@ -10,6 +10,7 @@ samples, in nats). ``H[p]`` is the entropy of the target, known exactly for a pi
 *gap* ``NLL - H`` estimates ``KL(p || q)``: zero is the limit, and every model sits above
 it (up to the sampling noise of the estimate, which :func:`evaluate` reports).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -36,8 +37,10 @@ def log_prob(flow: tfd.TransformedDistribution, points, *, batch_size: int = 163
     if was_training:
         _flows.set_training(flow, False)
     try:
-        parts = [flow.log_prob(tf.constant(array[i:i + batch_size])).numpy()
-                 for i in range(0, len(array), batch_size)]
+        parts = [
+            flow.log_prob(tf.constant(array[i : i + batch_size])).numpy()
+            for i in range(0, len(array), batch_size)
+        ]
     finally:
         if was_training:
             _flows.set_training(flow, True)
@@ -59,8 +62,10 @@ class Evaluation(NamedTuple):
     standard_error: float
 
     def __str__(self) -> str:
-        return (f"held-out NLL {self.nll:.3f} nats | entropy bound {self.entropy:.3f} nats | "
-                f"gap (KL) {self.gap:.3f} ± {self.standard_error:.3f} nats")
+        return (
+            f"held-out NLL {self.nll:.3f} nats | entropy bound {self.entropy:.3f} nats | "
+            f"gap (KL) {self.gap:.3f} ± {self.standard_error:.3f} nats"
+        )
 
 
 def evaluate(flow: tfd.TransformedDistribution, target, points) -> Evaluation:
@@ -73,8 +78,9 @@ def evaluate(flow: tfd.TransformedDistribution, target, points) -> Evaluation:
     """
     points = validation.points(points, "points", dim=_flows.event_dim(validation.flow(flow)), min_points=2)
     if not callable(getattr(target, "entropy", None)):
-        raise TypeError(f"target must have an entropy() method (e.g. a PictureDistribution), "
-                        f"got {type(target).__name__}")
+        raise TypeError(
+            f"target must have an entropy() method (e.g. a PictureDistribution), got {type(target).__name__}"
+        )
     entropy = validation.real(target.entropy(), "target.entropy()")
     values = -log_prob(flow, points)
     mean = float(np.mean(values))

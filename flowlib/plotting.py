@@ -10,10 +10,11 @@
 Every function returns the matplotlib ``Figure`` (or ``Axes``) it drew, and draws 2-D
 maps with equal aspect.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -47,8 +48,10 @@ def _check_extent(extent: Sequence[float]) -> tuple[float, float, float, float]:
         raise TypeError(f"extent must be (left, right, bottom, top), got {extent!r}")
     left, right, bottom, top = (validation.real(value, "extent") for value in extent)
     if not (left < right and bottom < top):
-        raise ValueError(f"extent must be (left, right, bottom, top) with left < right and bottom < top, "
-                         f"got {tuple(extent)}")
+        raise ValueError(
+            f"extent must be (left, right, bottom, top) with left < right and bottom < top, "
+            f"got {tuple(extent)}"
+        )
     return left, right, bottom, top
 
 
@@ -67,8 +70,15 @@ def _square(ax, limit: float | None) -> None:
     ax.set_yticks([])
 
 
-def plot_points(points: np.ndarray, colors=None, *, ax=None, title: str | None = None,
-                limit: float | None = 4.0, size: float = 1.0):
+def plot_points(
+    points: np.ndarray,
+    colors=None,
+    *,
+    ax=None,
+    title: str | None = None,
+    limit: float | None = 4.0,
+    size: float = 1.0,
+):
     """Scatter 2-D points (optionally quadrant-coloured) on square axes; returns the Axes."""
     points = validation.points(points, "points", dim=2, min_points=0, finite=False)  # matplotlib skips NaN
     limit = _check_limit(limit)
@@ -76,8 +86,14 @@ def plot_points(points: np.ndarray, colors=None, *, ax=None, title: str | None =
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
-    ax.scatter(points[:, 0], points[:, 1], s=size, c=TARGET_COLOR if colors is None else colors,
-               linewidths=0, rasterized=True)
+    ax.scatter(
+        points[:, 0],
+        points[:, 1],
+        s=size,
+        c=TARGET_COLOR if colors is None else colors,
+        linewidths=0,
+        rasterized=True,
+    )
     _square(ax, limit)
     if title:
         ax.set_title(title, fontsize=10)
@@ -88,14 +104,21 @@ def _pretty(name: str) -> str:
     return name.replace("_", " ")
 
 
-def plot_stages(stages: Sequence[tuple[str, np.ndarray]], colors, *, ncols: int = 5,
-                limit: float | None = 4.0, size: float = 0.8, panel: float = 2.4):
+def plot_stages(
+    stages: Sequence[tuple[str, np.ndarray]],
+    colors,
+    *,
+    ncols: int = 5,
+    limit: float | None = 4.0,
+    size: float = 0.8,
+    panel: float = 2.4,
+):
     """One panel per ``(name, points)`` stage, as returned by :func:`flowlib.flows.trace`."""
     ncols = validation.positive_int(ncols, "ncols")
     plt = _pyplot()
     nrows = int(np.ceil(len(stages) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows), squeeze=False)
-    for ax in axes.flat[len(stages):]:
+    for ax in axes.flat[len(stages) :]:
         ax.axis("off")
     for index, ((name, points), ax) in enumerate(zip(stages, axes.flat)):
         plot_points(points, colors, ax=ax, limit=limit, size=size, title=f"{index}: {_pretty(name)}")
@@ -103,8 +126,9 @@ def plot_stages(stages: Sequence[tuple[str, np.ndarray]], colors, *, ncols: int 
     return fig
 
 
-def plot_layer_grid(flow, *, num_samples: int = 8000, seed: int = 0, ncols: int = 5,
-                    limit: float | None = 4.0):
+def plot_layer_grid(
+    flow, *, num_samples: int = 8000, seed: int = 0, ncols: int = 5, limit: float | None = 4.0
+):
     """The headline figure: base samples, coloured by quadrant, after every layer.
 
     Draws ``num_samples`` points from the standard normal base (seeded), follows them
@@ -114,11 +138,17 @@ def plot_layer_grid(flow, *, num_samples: int = 8000, seed: int = 0, ncols: int 
 
     num_samples = validation.positive_int(num_samples, "num_samples")
     ncols, limit = validation.positive_int(ncols, "ncols"), _check_limit(limit)
-    z = np.random.default_rng(validation.seed(seed)).standard_normal((num_samples, flows.event_dim(flow))).astype(np.float32)
+    z = (
+        np.random.default_rng(validation.seed(seed))
+        .standard_normal((num_samples, flows.event_dim(flow)))
+        .astype(np.float32)
+    )
     return plot_stages(flows.trace(flow, z), quadrant_colors(z), ncols=ncols, limit=limit)
 
 
-def density_grid(flow, extent: Sequence[float], *, resolution: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def density_grid(
+    flow, extent: Sequence[float], *, resolution: int = 200
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(xs, ys, density)`` of ``flow`` on a ``resolution x resolution`` grid over ``extent``.
 
     ``extent = (left, right, bottom, top)``; ``density[i, j]`` is ``q(xs[j], ys[i])``.
@@ -162,8 +192,9 @@ def plot_density(flow, target, *, margin: float = 0.5, resolution: int = 200, ti
     return fig
 
 
-def plot_training_curve(history, *, entropy: float | None = None, ax=None, label: str | None = None,
-                        smooth: int = 25):
+def plot_training_curve(
+    history, *, entropy: float | None = None, ax=None, label: str | None = None, smooth: int = 25
+):
     """Training NLL (smoothed over ``smooth`` steps), held-out NLL and the entropy bound."""
     plt = _pyplot()
     smooth = validation.positive_int(smooth, "smooth")
@@ -173,11 +204,21 @@ def plot_training_curve(history, *, entropy: float | None = None, ax=None, label
     if len(loss):
         window = max(1, min(smooth, len(loss)))
         smoothed = np.convolve(loss, np.ones(window) / window, mode="valid")
-        ax.plot(np.arange(window, len(loss) + 1), smoothed, lw=1.2,
-                label=f"training NLL{' (' + label + ')' if label else ''}")
+        ax.plot(
+            np.arange(window, len(loss) + 1),
+            smoothed,
+            lw=1.2,
+            label=f"training NLL{' (' + label + ')' if label else ''}",
+        )
     if history.validation_nll:
-        ax.plot(history.validation_steps, history.validation_nll, "o-", ms=3, lw=1,
-                label=f"held-out NLL{' (' + label + ')' if label else ''}")
+        ax.plot(
+            history.validation_steps,
+            history.validation_nll,
+            "o-",
+            ms=3,
+            lw=1,
+            label=f"held-out NLL{' (' + label + ')' if label else ''}",
+        )
     if entropy is not None:
         ax.axhline(entropy, color="k", ls="--", lw=1, label="entropy bound $H[p]$")
     ax.set_xlabel("step")
@@ -189,8 +230,15 @@ def plot_training_curve(history, *, entropy: float | None = None, ax=None, label
     return ax
 
 
-def animate_layers(stages: Sequence[tuple[str, np.ndarray]], colors, path: str | Path, *,
-                   frames_per_layer: int = 8, limit: float = 4.0, fps: int = 12) -> Path:
+def animate_layers(
+    stages: Sequence[tuple[str, np.ndarray]],
+    colors,
+    path: str | Path,
+    *,
+    frames_per_layer: int = 8,
+    limit: float = 4.0,
+    fps: int = 12,
+) -> Path:
     """Save a GIF of points moving from stage to stage (linear interpolation between layers).
 
     ``stages`` as from :func:`flowlib.flows.trace`; returns the path written.
@@ -209,7 +257,9 @@ def animate_layers(stages: Sequence[tuple[str, np.ndarray]], colors, path: str |
     _square(ax, limit)
     scatter = ax.scatter(stages[0][1][:, 0], stages[0][1][:, 1], s=1, c=colors, linewidths=0)
     title = ax.set_title(_pretty(stages[0][0]), fontsize=10)
-    frames = [(i, t) for i in range(len(stages) - 1) for t in np.linspace(0, 1, frames_per_layer, endpoint=False)]
+    frames = [
+        (i, t) for i in range(len(stages) - 1) for t in np.linspace(0, 1, frames_per_layer, endpoint=False)
+    ]
     frames += [(len(stages) - 2, 1.0)] * fps  # hold the final picture for a second
 
     def draw(frame):

@@ -11,6 +11,7 @@ its schedule, the batch size). :data:`HEADLINE` is the recipe chosen by measurem
     >>> flow = HEADLINE.build()                                   # doctest: +SKIP
     >>> train.fit(flow, x, steps=20_000, **HEADLINE.fit_kwargs())  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,13 @@ class Recipe:
         """A fresh flow of this architecture over ``R^dim`` (a ``TransformedDistribution``)."""
         from flowlib import flows
 
-        common = dict(num_layers=self.num_layers, hidden_units=self.hidden_units,
-                      normalization=self.normalization, permutation=self.permutation, seed=seed)
+        common = dict(
+            num_layers=self.num_layers,
+            hidden_units=self.hidden_units,
+            normalization=self.normalization,
+            permutation=self.permutation,
+            seed=seed,
+        )
         if self.layer == "affine":
             return flows.realnvp(dim, max_log_scale=self.max_log_scale, **common)
         if self.layer == "spline":
@@ -66,7 +72,7 @@ class Recipe:
         """The optimiser settings as keyword arguments of :func:`flowlib.train.fit`."""
         return dict(batch_size=self.batch_size, learning_rate=self.learning_rate, schedule=self.schedule)
 
-    def replace(self, **changes) -> "Recipe":
+    def replace(self, **changes) -> Recipe:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
@@ -74,15 +80,24 @@ class Recipe:
         """A one-line description, e.g. for benchmark tables."""
         width = "x".join(str(h) for h in self.hidden_units)
         kind = {"affine": "affine", "spline": f"spline K={self.num_bins} B={self.bound:g}", "maf": "MAF"}
-        return (f"{self.num_layers:>2} {kind.get(self.layer, self.layer)} ({width}) {self.normalization:<9} "
-                f"{self.permutation:<7} batch {self.batch_size:<4} lr {self.learning_rate:.1e} "
-                f"{self.schedule}")
+        return (
+            f"{self.num_layers:>2} {kind.get(self.layer, self.layer)} ({width}) {self.normalization:<9} "
+            f"{self.permutation:<7} batch {self.batch_size:<4} lr {self.learning_rate:.1e} "
+            f"{self.schedule}"
+        )
 
 
 # The best affine-coupling recipe of bench/sweep.py (the headline before spline layers):
 # 12 couplings of (64, 64), no normalisation, batch 256, 7e-4 with cosine decay.
-AFFINE = Recipe(layer="affine", num_layers=12, hidden_units=(64, 64), normalization="none",
-                batch_size=256, learning_rate=7e-4, schedule="cosine")
+AFFINE = Recipe(
+    layer="affine",
+    num_layers=12,
+    hidden_units=(64, 64),
+    normalization="none",
+    batch_size=256,
+    learning_rate=7e-4,
+    schedule="cosine",
+)
 
 # The headline (bench/sweep.py, README "Defaults").
 HEADLINE = AFFINE

@@ -18,10 +18,11 @@ This module adds the parametrisation: widths and heights are a softmax scaled to
 ``2B`` with a minimum size, derivatives a shifted softplus with a minimum, shifted so
 that a network output of zero gives equal bins and unit slopes, i.e. the identity.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -45,8 +46,9 @@ def check_bins(num_bins: int) -> int:
     if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)):
         raise TypeError(f"num_bins must be an integer, got {num_bins!r}")
     if num_bins < 2:
-        raise ValueError(f"num_bins must be at least 2 (one bin with identity tails is the identity), "
-                         f"got {num_bins}")
+        raise ValueError(
+            f"num_bins must be at least 2 (one bin with identity tails is the identity), got {num_bins}"
+        )
     if num_bins * MIN_BIN_SIZE >= 1:
         raise ValueError(f"num_bins must be below {int(1 / MIN_BIN_SIZE)}, got {num_bins}")
     return int(num_bins)
@@ -90,16 +92,31 @@ class SplineCoupling(Coupling):
     (0 for coordinates in the tails).
     """
 
-    def __init__(self, mask: Sequence[bool] | np.ndarray, network: Network | None = None, *,
-                 num_bins: int = 8, bound: float = 4.0, hidden_units: Sequence[int] = (64, 64),
-                 seed: int = 0, name: str = "spline_coupling"):
+    def __init__(
+        self,
+        mask: Sequence[bool] | np.ndarray,
+        network: Network | None = None,
+        *,
+        num_bins: int = 8,
+        bound: float = 4.0,
+        hidden_units: Sequence[int] = (64, 64),
+        seed: int = 0,
+        name: str = "spline_coupling",
+    ):
         parameters = dict(locals())
         self.num_bins = check_bins(num_bins)
         if bound is None:
             raise ValueError("bound must be a positive finite number, got None")
         self.bound = check_bound(bound, "bound")
-        super().__init__(mask, network, outputs_per_changed=3 * self.num_bins - 1, hidden_units=hidden_units,
-                         seed=seed, name=name, parameters=parameters)
+        super().__init__(
+            mask,
+            network,
+            outputs_per_changed=3 * self.num_bins - 1,
+            hidden_units=hidden_units,
+            seed=seed,
+            name=name,
+            parameters=parameters,
+        )
 
     def spline(self, x1: tf.Tensor) -> tfb.RationalQuadraticSpline:
         """The splines for the kept part ``x1`` (``[..., num_kept]``), batch shape ``[..., num_changed]``."""

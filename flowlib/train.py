@@ -24,13 +24,15 @@ ends non-finite, that state is restored, the learning rate is halved, and the sa
 are tried again; after ``max_retries`` such rescues training stops. It never continues
 from non-finite weights, and every rescue is printed and recorded in ``History.events``.
 """
+
 from __future__ import annotations
 
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import tensorflow as tf
@@ -94,8 +96,14 @@ class _Adam:
     a small flow.
     """
 
-    def __init__(self, variables, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7):
+    def __init__(
+        self,
+        variables,
+        learning_rate: float,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+    ):
         self._targets = list(variables)
         self.learning_rate = tf.Variable(float(learning_rate), trainable=False, name="learning_rate")
         self.iterations = tf.Variable(0.0, trainable=False, name="iterations")
@@ -115,9 +123,17 @@ class _Adam:
             if gradient is None:  # a variable the loss does not use
                 continue
             tf.raw_ops.ResourceApplyAdam(
-                var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power,
-                beta2_power=beta_2_power, lr=self.learning_rate, beta1=beta_1, beta2=beta_2,
-                epsilon=epsilon, grad=tf.convert_to_tensor(gradient))
+                var=variable.handle,
+                m=m.handle,
+                v=v.handle,
+                beta1_power=beta_1_power,
+                beta2_power=beta_2_power,
+                lr=self.learning_rate,
+                beta1=beta_1,
+                beta2=beta_2,
+                epsilon=epsilon,
+                grad=tf.convert_to_tensor(gradient),
+            )
 
 
 def _forget_traced_tensors() -> None:
@@ -142,12 +158,24 @@ def _check_count(value, name: str) -> int:
     return validation.positive_int(value, name)
 
 
-def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
-        batch_size: int = DEFAULT_BATCH_SIZE, learning_rate: float = DEFAULT_LEARNING_RATE,
-        schedule: Schedule = "cosine", seed: int = 0, steps_per_call: int = 100,
-        max_retries: int = 4, validation_data=None, max_seconds: float | None = None,
-        jit_compile: bool = False, progress: bool = True, schedule_by_time: bool = False,
-        callback: Callable[[int, np.ndarray], None] | None = None) -> History:
+def fit(
+    flow: tfd.TransformedDistribution,
+    data,
+    *,
+    steps: int = 3000,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    schedule: Schedule = "cosine",
+    seed: int = 0,
+    steps_per_call: int = 100,
+    max_retries: int = 4,
+    validation_data=None,
+    max_seconds: float | None = None,
+    jit_compile: bool = False,
+    progress: bool = True,
+    schedule_by_time: bool = False,
+    callback: Callable[[int, np.ndarray], None] | None = None,
+) -> History:
     """Train ``flow`` by maximum likelihood on ``data`` and return its :class:`History`.
 
     Args:
@@ -194,7 +222,11 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
     schedule = validation.choice(schedule, "schedule", ("cosine", "constant"))
     seed = validation.seed(seed)
     max_seconds = validation.optional_positive_float(max_seconds, "max_seconds")
-    for name, flag in (("jit_compile", jit_compile), ("progress", progress), ("schedule_by_time", schedule_by_time)):
+    for name, flag in (
+        ("jit_compile", jit_compile),
+        ("progress", progress),
+        ("schedule_by_time", schedule_by_time),
+    ):
         validation.boolean(flag, name)
     callback = validation.callable_or_none(callback, "callback")
     if schedule_by_time and max_seconds is None:
@@ -218,15 +250,21 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
     # same numbers; otherwise flow.log_prob itself, with a warning (slower, same result).
     loss_log_prob = _flows.one_pass_log_prob(flow)
     if loss_log_prob is None:
-        warnings.warn(f"fit: training with flow.log_prob, slower than the one-pass loss: "
-                      f"{_flows.one_pass_unsupported_reason(flow)}", stacklevel=2)
+        warnings.warn(
+            f"fit: training with flow.log_prob, slower than the one-pass loss: "
+            f"{_flows.one_pass_unsupported_reason(flow)}",
+            stacklevel=2,
+        )
     else:
         fused = loss_log_prob(tf.constant(first_batch[:64])).numpy()
         _flows.clear_caches(flow)
         if not np.allclose(fused, reference, rtol=1e-4, atol=1e-3 * (1.0 + np.abs(reference).max())):
-            warnings.warn("fit: the one-pass log-density differs from flow.log_prob on the first batch "
-                          f"(largest difference {np.abs(fused - reference).max():.3g}); training with "
-                          "flow.log_prob instead (slower)", stacklevel=2)
+            warnings.warn(
+                "fit: the one-pass log-density differs from flow.log_prob on the first batch "
+                f"(largest difference {np.abs(fused - reference).max():.3g}); training with "
+                "flow.log_prob instead (slower)",
+                stacklevel=2,
+            )
             loss_log_prob = None
     if loss_log_prob is None:
         loss_log_prob = flow.log_prob
@@ -243,8 +281,10 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
         evaluation_log_prob = tf.function(loss_log_prob, reduce_retracing=True)
 
         def validation_nll() -> float:
-            parts = [evaluation_log_prob(tf.constant(validation_data[i:i + 16384])).numpy()
-                     for i in range(0, len(validation_data), 16384)]
+            parts = [
+                evaluation_log_prob(tf.constant(validation_data[i : i + 16384])).numpy()
+                for i in range(0, len(validation_data), 16384)
+            ]
             return float(-np.mean(np.concatenate(parts).astype(np.float64)))
 
     data_tensor = tf.constant(data)
@@ -263,8 +303,9 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
         losses = tf.TensorArray(tf.float32, size=num_steps)
         for i in tf.range(num_steps):
             step = first_step + i
-            index = tf.random.stateless_uniform([batch_size], seed=tf.stack([seed, step]),
-                                                maxval=num_points, dtype=tf.int32)
+            index = tf.random.stateless_uniform(
+                [batch_size], seed=tf.stack([seed, step]), maxval=num_points, dtype=tf.int32
+            )
             batch = tf.gather(data_tensor, index)
             if schedule == "cosine":
                 progress_fraction = tf.maximum(tf.cast(step, tf.float32) / total, time_fraction)
@@ -302,15 +343,22 @@ def fit(flow: tfd.TransformedDistribution, data, *, steps: int = 3000,
                 _flows.clear_caches(flow)
                 if retries >= max_retries:
                     history.stopped = True
-                    kept = (f"kept {step} of {steps} steps (the weights after step {step}, all finite)" if step
-                            else f"kept 0 of {steps} steps (the weights are those before fit)")
-                    report(f"stopped: the loss was still {losses[bad]} after {retries} rescues; {kept}. "
-                           f"Try a lower learning_rate, a smaller max_log_scale, or normalization='actnorm'.")
+                    kept = (
+                        f"kept {step} of {steps} steps (the weights after step {step}, all finite)"
+                        if step
+                        else f"kept 0 of {steps} steps (the weights are those before fit)"
+                    )
+                    report(
+                        f"stopped: the loss was still {losses[bad]} after {retries} rescues; {kept}. "
+                        f"Try a lower learning_rate, a smaller max_log_scale, or normalization='actnorm'."
+                    )
                     break
                 retries += 1
                 base_lr.assign(base_lr * 0.5)
-                report(f"rescue {retries}: loss became {losses[bad]} at step {step + bad}; restored the "
-                       f"weights of step {step} and halved the learning rate to {base_lr.numpy():.3g}")
+                report(
+                    f"rescue {retries}: loss became {losses[bad]} at step {step + bad}; restored the "
+                    f"weights of step {step} and halved the learning rate to {base_lr.numpy():.3g}"
+                )
                 continue
             history.loss.extend(float(v) for v in losses)
             history.times.append(time.perf_counter() - start)

@@ -14,10 +14,12 @@ was given. The rules, the same everywhere:
 Nothing here imports TensorFlow, so checking stays cheap and happens before TensorFlow
 sees the data.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +37,9 @@ def _is_integer(value: Any) -> bool:
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -71,8 +75,16 @@ def seed(value: Any, name: str = "seed") -> int:
     return integer(value, name, minimum=0, maximum=MAX_SEED)
 
 
-def real(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
-         minimum_inclusive: bool = True, maximum_inclusive: bool = True, finite: bool = True) -> float:
+def real(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    minimum_inclusive: bool = True,
+    maximum_inclusive: bool = True,
+    finite: bool = True,
+) -> float:
     """A real number (Python or numpy, not bool) in the given interval; returned as ``float``."""
     if not _is_real(value):
         raise TypeError(f"{name} must be a number, got {_shown(value)}")
@@ -118,12 +130,16 @@ def choice(value: Any, name: str, options: Collection[str]) -> str:
 def positive_ints(value: Any, name: str, *, allow_empty: bool = False) -> tuple[int, ...]:
     """A sequence of positive integers, e.g. ``hidden_units=(64, 64)``; a string is refused."""
     if isinstance(value, (str, bytes)) or _is_integer(value) or not isinstance(value, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of positive integers such as (64, 64), got {_shown(value)}")
+        raise TypeError(
+            f"{name} must be a sequence of positive integers such as (64, 64), got {_shown(value)}"
+        )
     items = list(value)
     if not items and not allow_empty:
         raise ValueError(f"{name} must not be empty, got {_shown(value)}")
     if not all(_is_integer(item) for item in items):
-        raise TypeError(f"{name} must be a sequence of positive integers such as (64, 64), got {_shown(value)}")
+        raise TypeError(
+            f"{name} must be a sequence of positive integers such as (64, 64), got {_shown(value)}"
+        )
     if any(item <= 0 for item in items):
         raise ValueError(f"{name} must contain positive integers only, got {_shown(value)}")
     return tuple(int(item) for item in items)
@@ -136,8 +152,9 @@ def callable_or_none(value: Any, name: str) -> Any:
     return value
 
 
-def points(value: Any, name: str, *, dim: int | None = None, min_points: int = 1,
-           finite: bool = True) -> np.ndarray:
+def points(
+    value: Any, name: str, *, dim: int | None = None, min_points: int = 1, finite: bool = True
+) -> np.ndarray:
     """An array of points ``[num_points, dim]`` as float32, numeric, ``num_points >= min_points``.
 
     Accepts lists, numpy arrays and TensorFlow tensors (anything with ``.numpy()``). With
@@ -149,14 +166,17 @@ def points(value: Any, name: str, *, dim: int | None = None, min_points: int = 1
         array = np.asarray(value)
     except (ValueError, TypeError) as error:  # ragged lists
         raise ValueError(f"{name} must be an array of shape [num_points, {dim or 'dim'}]: {error}") from None
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
         raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
     expected = f"[num_points, {dim if dim is not None else 'dim'}]"
     if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
         raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
     if array.shape[0] < min_points:
-        raise ValueError(f"{name} needs at least {min_points} point{'s' if min_points > 1 else ''}, "
-                         f"got {array.shape[0]}")
+        raise ValueError(
+            f"{name} needs at least {min_points} point{'s' if min_points > 1 else ''}, got {array.shape[0]}"
+        )
     array = array.astype(np.float32)
     if finite and not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values (or values too large for float32)")
@@ -167,9 +187,15 @@ def flow(value: Any, name: str = "flow") -> Any:
     """A model: a TFP distribution over vectors (``event_shape`` ``[dim]``), e.g. a flow from
     :mod:`flowlib.flows` or a Gaussian baseline."""
     event_shape = getattr(value, "event_shape", None)
-    if event_shape is None or not callable(getattr(value, "log_prob", None)) or not hasattr(event_shape, "rank"):
-        raise TypeError(f"{name} must be a flow (a TFP distribution over vectors, such as flows.realnvp()), "
-                        f"got {type(value).__name__}")
+    if (
+        event_shape is None
+        or not callable(getattr(value, "log_prob", None))
+        or not hasattr(event_shape, "rank")
+    ):
+        raise TypeError(
+            f"{name} must be a flow (a TFP distribution over vectors, such as flows.realnvp()), "
+            f"got {type(value).__name__}"
+        )
     if event_shape.rank != 1 or event_shape[0] is None:
         raise ValueError(f"{name} must model vectors (event_shape [dim]), got event_shape {event_shape}")
     return value

@@ -10,6 +10,7 @@ Widgets need a front end (JupyterLab, Notebook, Colab, VS Code). Where there is 
 when nbval or nbconvert execute a notebook, each function draws the equivalent static
 figure instead, so a notebook stays complete. ``static=None`` decides automatically.
 """
+
 from __future__ import annotations
 
 import html
@@ -48,8 +49,9 @@ def _stages(flow, num_samples: int, seed: int, data):
     return {"latent → data": (forward, colours_forward), "data → latent": (backward, colours_backward)}
 
 
-def layer_explorer(flow, *, data=None, num_samples: int = 4000, seed: int = 0, limit: float = 4.0,
-                   static: bool | None = None) -> Any:
+def layer_explorer(
+    flow, *, data=None, num_samples: int = 4000, seed: int = 0, limit: float = 4.0, static: bool | None = None
+) -> Any:
     """A slider over the layers of ``flow``; returns the widget (or a static Figure).
 
     ``data``: optional data points ``[n, 2]``; with them the toggle offers the inverse
@@ -71,8 +73,14 @@ def layer_explorer(flow, *, data=None, num_samples: int = 4000, seed: int = 0, l
     from IPython.display import clear_output, display
 
     count = len(directions["latent → data"][0])
-    slider = widgets.IntSlider(value=0, min=0, max=count - 1, description="layer",
-                               continuous_update=False, layout=widgets.Layout(width="420px"))
+    slider = widgets.IntSlider(
+        value=0,
+        min=0,
+        max=count - 1,
+        description="layer",
+        continuous_update=False,
+        layout=widgets.Layout(width="420px"),
+    )
     toggle = widgets.ToggleButtons(options=list(directions), description="direction")
     caption = widgets.HTML()
     caption.add_class("flowlib-layer-explorer-caption")
@@ -85,7 +93,9 @@ def layer_explorer(flow, *, data=None, num_samples: int = 4000, seed: int = 0, l
         with output:
             clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(4.2, 4.2))
-            plotting.plot_points(points, colours, ax=ax, limit=limit, title=f"{slider.value}: {name.replace('_', ' ')}")
+            plotting.plot_points(
+                points, colours, ax=ax, limit=limit, title=f"{slider.value}: {name.replace('_', ' ')}"
+            )
             display(fig)
             plt.close(fig)
 
@@ -120,7 +130,9 @@ def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = 
         static = not interactive_frontend()
     if static:
         target, flow, _, result = run(data_module.PictureDistribution.from_text(text))
-        return plotting.plot_density(flow, target, resolution=150, title=f"learned density (gap {result.gap:.3f} nats)")
+        return plotting.plot_density(
+            flow, target, resolution=150, title=f"learned density (gap {result.gap:.3f} nats)"
+        )
 
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
@@ -154,7 +166,9 @@ def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = 
                 return
             try:
                 target, flow, _, result = run(target, show_loss)
-            except Exception as error:  # anything else (e.g. a bad keyword argument): show it, never swallow it
+            except (
+                Exception
+            ) as error:  # anything else (e.g. a bad keyword argument): show it, never swallow it
                 message.value = f"<b>Cannot train:</b> {type(error).__name__}: {html.escape(str(error))}"
                 return
         finally:

@@ -51,7 +51,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from IPython.display import Markdown, display
 
 from flowlib import bijectors, data, flows, metrics, train
 

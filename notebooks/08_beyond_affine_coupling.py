@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 08 · Beyond affine coupling: splines, autoregressive flows and Glow's ideas
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/08_beyond_affine_coupling.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/08_beyond_affine_coupling.ipynb)
 #
 # **After this notebook you can** write a monotone rational-quadratic spline, invert it in
 # closed form and compute its log-determinant; build the masks of a MADE network and say

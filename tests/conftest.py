@@ -1,5 +1,6 @@
 """Shared fixtures. Tests build small flows and perturb their weights so that they are
 not the identity (a fresh flow is, by design), which would make most checks vacuous."""
+
 from __future__ import annotations
 
 import os

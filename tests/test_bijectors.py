@@ -1,12 +1,13 @@
 """Every bijector inverts exactly and reports the log-determinant that autodiff measures."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-
 from conftest import perturb
+
 from flowlib import flows
 from flowlib.bijectors import MLP, ActNorm, AdditiveCoupling, AffineCoupling, BatchNormalization, half_mask
 
@@ -97,7 +98,9 @@ def test_coupling_keeps_the_masked_coordinates():
 
 
 def test_log_scale_is_bounded():
-    network = lambda x1: tf.concat([tf.zeros_like(x1), 1e4 * tf.ones_like(x1)], axis=-1)
+    def network(x1):
+        return tf.concat([tf.zeros_like(x1), 1e4 * tf.ones_like(x1)], axis=-1)
+
     layer = AffineCoupling(half_mask(2), network, max_log_scale=1.5)
     _, log_scale = layer.shift_and_log_scale(tf.ones([4, 1]))
     np.testing.assert_allclose(log_scale.numpy(), 1.5, rtol=1e-6)
@@ -167,12 +170,19 @@ def test_batch_norm_matches_tfp_one_layer_at_a_time():
     theirs.batchnorm.beta.assign([0.2, -0.4])
     ours.log_gamma.assign(np.log([1.3, 0.7]).astype(np.float32))
     ours.beta.assign([0.2, -0.4])
-    np.testing.assert_allclose(ours.inverse(tf.identity(y)).numpy(), theirs.inverse(tf.identity(y)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        ours.inverse(tf.identity(y)).numpy(), theirs.inverse(tf.identity(y)).numpy(), atol=1e-5
+    )
     # One inverse call each: both moved their moving averages the same way (momentum 0.99).
     np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.batchnorm.moving_mean.numpy(), atol=1e-5)
-    np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.batchnorm.moving_variance.numpy(), rtol=1e-3)
-    np.testing.assert_allclose(ours.inverse_log_det_jacobian(tf.identity(y), event_ndims=1).numpy(),
-                               theirs.inverse_log_det_jacobian(tf.identity(y), event_ndims=1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        ours.moving_variance.numpy(), theirs.batchnorm.moving_variance.numpy(), rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        ours.inverse_log_det_jacobian(tf.identity(y), event_ndims=1).numpy(),
+        theirs.inverse_log_det_jacobian(tf.identity(y), event_ndims=1).numpy(),
+        atol=1e-5,
+    )
 
 
 def test_batch_norm_train_eval_mismatch_is_real():
@@ -184,7 +194,9 @@ def test_batch_norm_train_eval_mismatch_is_real():
     assert mismatch > 0.1
     training.assign(False)
     layer._cache.clear()
-    np.testing.assert_allclose(layer.forward(tf.identity(layer.inverse(tf.identity(y)))).numpy(), y.numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        layer.forward(tf.identity(layer.inverse(tf.identity(y)))).numpy(), y.numpy(), atol=1e-4
+    )
 
 
 def test_bijectors_compose_with_tfp():
@@ -195,13 +207,19 @@ def test_bijectors_compose_with_tfp():
     expected = layer.forward(x).numpy()[:, ::-1] + [1.0, -1.0]
     np.testing.assert_allclose(chain.forward(x).numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(chain.inverse(tf.identity(chain.forward(x))).numpy(), x.numpy(), atol=1e-4)
-    np.testing.assert_allclose(chain.forward_log_det_jacobian(x, event_ndims=1).numpy(),
-                               autodiff_log_det(chain.forward, x), atol=1e-4)
+    np.testing.assert_allclose(
+        chain.forward_log_det_jacobian(x, event_ndims=1).numpy(),
+        autodiff_log_det(chain.forward, x),
+        atol=1e-4,
+    )
 
 
 def test_whole_flow_log_det_matches_autodiff():
     flow = flows.realnvp(num_layers=4, hidden_units=(16, 16), normalization="batchnorm")
     perturb(flow, seed=3)
     x = points(2, 2.0, n=64)
-    np.testing.assert_allclose(flow.bijector.forward_log_det_jacobian(x, event_ndims=1).numpy(),
-                               autodiff_log_det(flow.bijector.forward, tf.identity(x)), atol=2e-4)
+    np.testing.assert_allclose(
+        flow.bijector.forward_log_det_jacobian(x, event_ndims=1).numpy(),
+        autodiff_log_det(flow.bijector.forward, tf.identity(x)),
+        atol=2e-4,
+    )

@@ -1,5 +1,6 @@
 """Checkpoints by fault injection: a failed load leaves the flow bit-identical, a failed
 save leaves the previous checkpoint loadable, and every failure is one clear error."""
+
 from __future__ import annotations
 
 import os

@@ -1,11 +1,11 @@
 """Save/restore loses nothing; log_prob and sampling stay finite far from the data."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import tensorflow as tf
-
 from conftest import perturb
+
 from flowlib import checkpoint, flows, metrics, train
 
 
@@ -15,7 +15,9 @@ def test_restored_flow_is_identical(tmp_path, word, normalization):
     flow = flows.realnvp(num_layers=4, hidden_units=(16, 16), normalization=normalization, seed=1)
     train.fit(flow, data, steps=100, batch_size=256, progress=False)
     if normalization == "batchnorm":
-        moving = [l for l in flows.layers(flow) if hasattr(l, "moving_mean")][0].moving_mean.numpy()
+        moving = [layer for layer in flows.layers(flow) if hasattr(layer, "moving_mean")][
+            0
+        ].moving_mean.numpy()
         assert np.abs(moving).max() > 1e-3, "moving averages never moved: the test would be vacuous"
     path = checkpoint.save(flow, tmp_path / "ckpt" / "flow")
     other = flows.realnvp(num_layers=4, hidden_units=(16, 16), normalization=normalization, seed=99)
@@ -23,7 +25,9 @@ def test_restored_flow_is_identical(tmp_path, word, normalization):
     assert not np.allclose(metrics.log_prob(other, points), metrics.log_prob(flow, points))
     checkpoint.load(other, path)
     np.testing.assert_array_equal(metrics.log_prob(other, points), metrics.log_prob(flow, points))
-    np.testing.assert_array_equal(other.sample(300, seed=(1, 2)).numpy(), flow.sample(300, seed=(1, 2)).numpy())
+    np.testing.assert_array_equal(
+        other.sample(300, seed=(1, 2)).numpy(), flow.sample(300, seed=(1, 2)).numpy()
+    )
     for a, b in zip(flow.variables, other.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
@@ -68,9 +72,14 @@ def test_a_million_samples_stay_finite():
     assert samples.shape == (1_000_000, 2) and np.all(np.isfinite(samples))
 
 
-@pytest.mark.parametrize("bad,error", [
-    (np.zeros((4, 3)), ValueError), (np.array([[np.inf, 0.0]]), ValueError), (np.zeros(4), ValueError),
-])
+@pytest.mark.parametrize(
+    "bad,error",
+    [
+        (np.zeros((4, 3)), ValueError),
+        (np.array([[np.inf, 0.0]]), ValueError),
+        (np.zeros(4), ValueError),
+    ],
+)
 def test_metrics_reject_bad_points(bad, error):
     flow = flows.realnvp(num_layers=2, hidden_units=(8,))
     with pytest.raises(error):

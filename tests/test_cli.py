@@ -1,4 +1,5 @@
 """`python -m flowlib demo`: writes its figures, documents its flags, fails cleanly."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ from flowlib import __main__ as main_module
 def run(*args, timeout=600, **env_changes):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", **env_changes}
     env = {name: value for name, value in env.items() if value is not None}
-    return subprocess.run([sys.executable, "-m", "flowlib", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "flowlib", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 # What TensorFlow prints on start-up on a machine without a GPU (see flowlib/__main__.py).
@@ -24,8 +26,20 @@ START_UP_NOISE = ("cuInit", "cuDNN", "cuFFT", "cuBLAS", "CUDA", "cuda", "computa
 def test_demo_writes_its_figures_and_nothing_alarming(tmp_path):
     # As `make demo` runs it, but without the Makefile's TF_CPP_MIN_LOG_LEVEL: the demo itself
     # keeps a CPU-only start clean.
-    result = run("demo", "--fast", "--steps", "40", "--num-samples", "500", "--text", "Ok",
-                 "--no-progress", "--out", str(tmp_path), TF_CPP_MIN_LOG_LEVEL=None)
+    result = run(
+        "demo",
+        "--fast",
+        "--steps",
+        "40",
+        "--num-samples",
+        "500",
+        "--text",
+        "Ok",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+        TF_CPP_MIN_LOG_LEVEL=None,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("layers.png", "density.png", "training.png"):
         assert (tmp_path / name).stat().st_size > 10_000
@@ -52,8 +66,9 @@ with cli.quiet_tensorflow_startup():
 
 @pytest.mark.parametrize("gpu", [False, True])
 def test_the_start_up_filter_drops_only_known_noise(gpu):
-    result = subprocess.run([sys.executable, "-c", FILTER_SCRIPT.format(gpu=gpu)], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", FILTER_SCRIPT.format(gpu=gpu)], capture_output=True, text=True, timeout=120
+    )
     lines = result.stderr.splitlines()
     assert "E0000 tensorflow/core/kernels/real.cc:1] a real error from C++" in lines
     assert "a real error from Python" in lines
@@ -67,16 +82,31 @@ def test_the_start_up_filter_drops_only_known_noise(gpu):
 def test_help_documents_every_flag():
     result = run("demo", "--help")
     assert result.returncode == 0
-    for flag in ("--text", "--steps", "--batch-size", "--learning-rate", "--num-layers", "--hidden-units",
-                 "--normalization", "--num-samples", "--seed", "--out", "--fast", "--no-progress"):
+    for flag in (
+        "--text",
+        "--steps",
+        "--batch-size",
+        "--learning-rate",
+        "--num-layers",
+        "--hidden-units",
+        "--normalization",
+        "--num-samples",
+        "--seed",
+        "--out",
+        "--fast",
+        "--no-progress",
+    ):
         assert flag in result.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (("demo", "--text", "   "), "empty"),
-    (("demo", "--steps", "0"), "positive"),
-    (("demo", "--normalization", "groupnorm"), "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("demo", "--text", "   "), "empty"),
+        (("demo", "--steps", "0"), "positive"),
+        (("demo", "--normalization", "groupnorm"), "invalid choice"),
+    ],
+)
 def test_bad_input_is_a_clear_error_not_a_traceback(args, message):
     result = run(*args, "--fast", "--no-progress")
     assert result.returncode == 2
@@ -131,8 +161,25 @@ def test_an_unwritable_out_is_refused_before_training(capsys, monkeypatch, tmp_p
 
 def test_no_figures_when_the_guard_kept_no_step(capsys, tmp_path):
     out = tmp_path / "figures"
-    code = main_module.main(["demo", "--fast", "--steps", "7", "--learning-rate", "1e30", "--num-layers", "2",
-                             "--hidden-units", "8", "--no-progress", "--text", "Ok", "--out", str(out)])
+    code = main_module.main(
+        [
+            "demo",
+            "--fast",
+            "--steps",
+            "7",
+            "--learning-rate",
+            "1e30",
+            "--num-layers",
+            "2",
+            "--hidden-units",
+            "8",
+            "--no-progress",
+            "--text",
+            "Ok",
+            "--out",
+            str(out),
+        ]
+    )
     output = capsys.readouterr()
     assert code == 1
     assert list(out.glob("*.png")) == []

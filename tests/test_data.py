@@ -1,4 +1,5 @@
 """The picture distribution: exact density, entropy, samples on the ink, clear errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from flowlib.data import PictureDistribution, render_text
 
 def square_picture(size: int = 20, margin: int = 5) -> np.ndarray:
     grey = np.ones((size + 2 * margin, size + 2 * margin))
-    grey[margin:margin + size, margin:margin + size] = 0.0
+    grey[margin : margin + size, margin : margin + size] = 0.0
     return grey
 
 
@@ -122,7 +123,9 @@ def test_unreadable_file_is_rejected(tmp_path):
         PictureDistribution.from_image(path)
 
 
-@pytest.mark.parametrize("bad", [np.full((4, 4), np.nan), np.ones((2, 3, 5)), np.ones(7), np.full((4, 4), 2.0)])
+@pytest.mark.parametrize(
+    "bad", [np.full((4, 4), np.nan), np.ones((2, 3, 5)), np.ones(7), np.full((4, 4), 2.0)]
+)
 def test_malformed_arrays_are_rejected(bad):
     with pytest.raises(ValueError):
         PictureDistribution.from_image(bad)
@@ -168,8 +171,10 @@ def test_the_same_seed_gives_identical_samples_and_leaves_global_state_alone(wor
     np.testing.assert_array_equal(word.sample(np.int64(500), seed=np.int32(3)), first)
 
 
-@pytest.mark.parametrize("seed,error", [(None, TypeError), (-1, ValueError), (2**31, ValueError), (1.5, TypeError),
-                                        ("3", TypeError)])
+@pytest.mark.parametrize(
+    "seed,error",
+    [(None, TypeError), (-1, ValueError), (2**31, ValueError), (1.5, TypeError), ("3", TypeError)],
+)
 def test_a_seed_that_could_not_repeat_is_refused(word, seed, error):
     with pytest.raises(error, match="seed"):
         word.sample(10, seed=seed)

@@ -1,14 +1,15 @@
 """Flow builders: normalised densities, layer order, tracing, batch-norm modes, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-
 from conftest import perturb
+
 from flowlib import flows, metrics
-from flowlib.bijectors import ActNorm, AffineCoupling, BatchNormalization, half_mask
+from flowlib.bijectors import ActNorm, AffineCoupling, half_mask
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -63,7 +64,9 @@ def test_realnvp_layer_order_matches_the_post():
 
 
 def test_swap_mirrors_about_the_diagonal():
-    permute = [layer for layer in flows.layers(flows.realnvp(num_layers=2)) if layer.name.startswith("permute")][0]
+    permute = [
+        layer for layer in flows.layers(flows.realnvp(num_layers=2)) if layer.name.startswith("permute")
+    ][0]
     np.testing.assert_array_equal(permute.forward(tf.constant([[1.0, 2.0]])).numpy(), [[2.0, 1.0]])
 
 
@@ -112,11 +115,19 @@ def test_tfp_batch_norm_inside_a_flow_is_inconsistent_in_training_mode():
     in training mode depends on the moving averages (it changes from call to call). If this
     test starts failing, TFP fixed it and flowlib could use tfb.BatchNormalization again."""
     rng = np.random.default_rng(0)
+
     def mlp(seed):
         from flowlib.bijectors import MLP
+
         return MLP(1, 2, (16,), seed=seed, zero_last=False)
-    layers = [AffineCoupling(half_mask(2), mlp(0)), tfb.BatchNormalization(),
-              tfb.Permute([1, 0]), AffineCoupling(half_mask(2), mlp(1)), tfb.BatchNormalization()]
+
+    layers = [
+        AffineCoupling(half_mask(2), mlp(0)),
+        tfb.BatchNormalization(),
+        tfb.Permute([1, 0]),
+        AffineCoupling(half_mask(2), mlp(1)),
+        tfb.BatchNormalization(),
+    ]
     flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), tfb.Chain(layers[::-1]))
     x = rng.normal(1.0, 2.0, (512, 2)).astype(np.float32)
     first = flow.log_prob(tf.constant(x)).numpy()
@@ -155,13 +166,22 @@ def test_num_parameters_counts_weights():
     assert flows.num_parameters(flow) == 36
 
 
-@pytest.mark.parametrize("kwargs,error", [
-    (dict(dim=1), ValueError), (dict(dim=2.0), TypeError), (dict(num_layers=0), ValueError),
-    (dict(num_layers="8"), TypeError), (dict(hidden_units=()), ValueError),
-    (dict(hidden_units=(64, -1)), ValueError), (dict(hidden_units=7), TypeError),
-    (dict(normalization="layernorm"), ValueError), (dict(normalize_every=0), ValueError),
-    (dict(permutation="shuffle"), ValueError), (dict(max_log_scale=-1.0), ValueError),
-])
+@pytest.mark.parametrize(
+    "kwargs,error",
+    [
+        (dict(dim=1), ValueError),
+        (dict(dim=2.0), TypeError),
+        (dict(num_layers=0), ValueError),
+        (dict(num_layers="8"), TypeError),
+        (dict(hidden_units=()), ValueError),
+        (dict(hidden_units=(64, -1)), ValueError),
+        (dict(hidden_units=7), TypeError),
+        (dict(normalization="layernorm"), ValueError),
+        (dict(normalize_every=0), ValueError),
+        (dict(permutation="shuffle"), ValueError),
+        (dict(max_log_scale=-1.0), ValueError),
+    ],
+)
 def test_realnvp_rejects_bad_arguments(kwargs, error):
     with pytest.raises(error):
         flows.realnvp(**kwargs)
@@ -182,18 +202,26 @@ def test_trace_rejects_bad_points(bad):
 
 # --------------------------------------------------------------------------- the one-pass log-density
 ONE_PASS_FLOWS = {
-    **{f"realnvp-{n}": (lambda n=n: flows.realnvp(num_layers=4, hidden_units=(8,), normalization=n))
-       for n in ("batchnorm", "actnorm", "none")},
-    "realnvp-lu-random": lambda: flows.realnvp(dim=3, num_layers=3, hidden_units=(8,), permutation="lu",
-                                               normalization="actnorm"),
+    **{
+        f"realnvp-{n}": (lambda n=n: flows.realnvp(num_layers=4, hidden_units=(8,), normalization=n))
+        for n in ("batchnorm", "actnorm", "none")
+    },
+    "realnvp-lu-random": lambda: flows.realnvp(
+        dim=3, num_layers=3, hidden_units=(8,), permutation="lu", normalization="actnorm"
+    ),
     "realnvp-random-5d": lambda: flows.realnvp(dim=5, num_layers=3, hidden_units=(8,), permutation="random"),
     "nice": lambda: flows.nice(num_layers=3, hidden_units=(8,)),
-    **{f"spline-{n}": (lambda n=n: flows.spline_flow(num_layers=4, hidden_units=(8,), num_bins=5,
-                                                       normalization=n))
-       for n in ("batchnorm", "actnorm", "none")},
+    **{
+        f"spline-{n}": (
+            lambda n=n: flows.spline_flow(num_layers=4, hidden_units=(8,), num_bins=5, normalization=n)
+        )
+        for n in ("batchnorm", "actnorm", "none")
+    },
     "spline-lu-3d": lambda: flows.spline_flow(dim=3, num_layers=3, hidden_units=(8,), permutation="lu"),
-    **{f"maf-{n}": (lambda n=n: flows.maf(num_layers=4, hidden_units=(8,), normalization=n))
-       for n in ("batchnorm", "actnorm", "none")},
+    **{
+        f"maf-{n}": (lambda n=n: flows.maf(num_layers=4, hidden_units=(8,), normalization=n))
+        for n in ("batchnorm", "actnorm", "none")
+    },
     "iaf": lambda: flows.iaf(dim=3, num_layers=3, hidden_units=(8,)),
 }
 
@@ -210,7 +238,7 @@ def test_one_pass_log_prob_equals_log_prob(name, training):
     flows.set_training(flow, training)
     expected = flow.log_prob(tf.identity(x)).numpy()  # (training mode: moves the moving averages,
     flows.clear_caches(flow)
-    got = log_prob(tf.identity(x)).numpy()            # which both then read the batch's statistics)
+    got = log_prob(tf.identity(x)).numpy()  # which both then read the batch's statistics)
     flows.set_training(flow, False)
     assert np.all(np.isfinite(expected))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-4)

@@ -4,6 +4,7 @@ Each bijector inverts exactly and reports the log-determinant that autodiff meas
 (the full Jacobian of a small image), the bits-per-dimension conversion is checked
 against an independent computation, and bad input is refused before TensorFlow sees it.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-
 from conftest import perturb
+
 from flowlib import flows, images, train
 from flowlib.bijectors import AffineCoupling
 
@@ -68,8 +69,14 @@ def test_dequantize_stays_in_each_images_cube():
     assert not np.array_equal(y, images.dequantize(x, 17, seed=4, copies=2))
 
 
-@pytest.mark.parametrize("bad,match", [(np.full((2, 4), 17), "0 .. 16"), (np.full((2, 4), -1), "0 .. 16"),
-                                       (np.full((2, 4), 0.5), "whole grey levels")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.full((2, 4), 17), "0 .. 16"),
+        (np.full((2, 4), -1), "0 .. 16"),
+        (np.full((2, 4), 0.5), "whole grey levels"),
+    ],
+)
 def test_dequantize_refuses_values_out_of_range(bad, match):
     with pytest.raises(ValueError, match=match):
         images.dequantize(bad, 17)
@@ -109,10 +116,18 @@ def test_logit_round_trip_and_log_det_against_autodiff():
     z = logit.inverse(y)
     np.testing.assert_allclose(logit.forward(tf.identity(z)).numpy(), y, atol=1e-5)
     assert np.all(np.abs(z.numpy()) <= math.log(0.95 / 0.05) + 1e-4)
-    np.testing.assert_allclose(logit.inverse_log_det_jacobian(y, event_ndims=1).numpy(),
-                               full_log_det(logit, y, "inverse"), rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(logit.forward_log_det_jacobian(z, event_ndims=1).numpy(),
-                               full_log_det(logit, z.numpy(), "forward"), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        logit.inverse_log_det_jacobian(y, event_ndims=1).numpy(),
+        full_log_det(logit, y, "inverse"),
+        rtol=1e-4,
+        atol=1e-3,
+    )
+    np.testing.assert_allclose(
+        logit.forward_log_det_jacobian(z, event_ndims=1).numpy(),
+        full_log_det(logit, z.numpy(), "forward"),
+        rtol=1e-4,
+        atol=1e-3,
+    )
 
 
 def test_logit_refuses_values_outside_the_unit_interval():
@@ -157,10 +172,14 @@ def test_masks_as_pictures():
     board = images.checkerboard_mask(4, 4, 2, parity=0).reshape(4, 4, 2)
     np.testing.assert_array_equal(board[..., 0], board[..., 1])
     np.testing.assert_array_equal(board[..., 0], (np.add.outer(np.arange(4), np.arange(4)) % 2) == 0)
-    np.testing.assert_array_equal(images.checkerboard_mask(4, 4, 2, parity=1), ~images.checkerboard_mask(4, 4, 2))
+    np.testing.assert_array_equal(
+        images.checkerboard_mask(4, 4, 2, parity=1), ~images.checkerboard_mask(4, 4, 2)
+    )
     channels = images.channel_mask(2, 2, 4).reshape(2, 2, 4)
     assert channels[..., :2].all() and not channels[..., 2:].any()
-    np.testing.assert_array_equal(images.channel_mask(2, 2, 4, first_half=False), ~images.channel_mask(2, 2, 4))
+    np.testing.assert_array_equal(
+        images.channel_mask(2, 2, 4, first_half=False), ~images.channel_mask(2, 2, 4)
+    )
 
 
 def test_masks_refuse_bad_channels_and_parities():
@@ -180,18 +199,23 @@ def test_as_images_refuses_a_wrong_channel_count():
 
 # --------------------------------------------------------------------------- image couplings
 def image_coupling(kind, shape, mask, seed=0):
-    network = (images.ConvNet(*shape, mask, hidden_channels=8, seed=seed) if kind == "conv"
-               else images.DenseNet(*shape, mask, hidden_units=(16,), seed=seed))
+    network = (
+        images.ConvNet(*shape, mask, hidden_channels=8, seed=seed)
+        if kind == "conv"
+        else images.DenseNet(*shape, mask, hidden_units=(16,), seed=seed)
+    )
     layer = AffineCoupling(mask, network)
     for variable in layer.trainable_variables:  # not the identity (the last layer starts at zero)
         variable.assign(0.3 * np.random.default_rng(seed).standard_normal(variable.shape).astype(np.float32))
     return layer
 
 
-CASES = [("conv", (8, 8, 1), images.checkerboard_mask(8, 8, 1)),
-         ("conv", (4, 4, 4), images.channel_mask(4, 4, 4, first_half=False)),
-         ("dense", (8, 8, 1), images.checkerboard_mask(8, 8, 1, parity=1)),
-         ("dense", (4, 4, 4), images.channel_mask(4, 4, 4))]
+CASES = [
+    ("conv", (8, 8, 1), images.checkerboard_mask(8, 8, 1)),
+    ("conv", (4, 4, 4), images.channel_mask(4, 4, 4, first_half=False)),
+    ("dense", (8, 8, 1), images.checkerboard_mask(8, 8, 1, parity=1)),
+    ("dense", (4, 4, 4), images.channel_mask(4, 4, 4)),
+]
 
 
 @pytest.mark.parametrize("kind,shape,mask", CASES, ids=[f"{k}-{'x'.join(map(str, s))}" for k, s, _ in CASES])
@@ -202,8 +226,12 @@ def test_image_coupling_round_trip_and_full_jacobian(kind, shape, mask):
     assert np.max(np.abs(y.numpy() - x)) > 1e-2, "the layer is the identity: test is vacuous"
     np.testing.assert_array_equal(y.numpy()[:, mask], x[:, mask])  # kept pixels pass unchanged
     np.testing.assert_allclose(layer.inverse(tf.identity(y)).numpy(), x, atol=1e-4)
-    np.testing.assert_allclose(layer.forward_log_det_jacobian(x, event_ndims=1).numpy(),
-                               full_log_det(layer, x, "forward"), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        layer.forward_log_det_jacobian(x, event_ndims=1).numpy(),
+        full_log_det(layer, x, "forward"),
+        rtol=1e-4,
+        atol=1e-3,
+    )
 
 
 def test_conv_net_reads_only_kept_pixels_and_neighbours():
@@ -235,8 +263,9 @@ def test_networks_refuse_a_mask_of_the_wrong_size():
 # --------------------------------------------------------------------------- multi-scale
 @pytest.mark.parametrize("network", ["dense", "conv"])
 def test_multiscale_round_trip_and_log_prob_against_autodiff(network):
-    ms = images.multiscale_flow(8, 8, 1, network=network, hidden=8, num_hidden=1, couplings_per_block=1,
-                                final_couplings=1, seed=1)
+    ms = images.multiscale_flow(
+        8, 8, 1, network=network, hidden=8, num_hidden=1, couplings_per_block=1, final_couplings=1, seed=1
+    )
     assert ms.num_couplings == 2 * (1 + 1) + 1
     perturb(ms.flow, scale=0.05, seed=2)
     model = images.with_preprocessing(ms.flow)
@@ -244,8 +273,7 @@ def test_multiscale_round_trip_and_log_prob_against_autodiff(network):
     z = model.bijector.inverse(y)
     np.testing.assert_allclose(model.bijector.forward(tf.identity(z)).numpy(), y, atol=1e-4)
     # log p(y) = log N(z) + log|det dz/dy|, with the determinant from the full 64x64 Jacobian.
-    expected = (model.distribution.log_prob(z).numpy()
-                + full_log_det(model.bijector, y, "inverse"))
+    expected = model.distribution.log_prob(z).numpy() + full_log_det(model.bijector, y, "inverse")
     np.testing.assert_allclose(model.log_prob(y).numpy(), expected, rtol=1e-4, atol=1e-2)
 
 
@@ -266,7 +294,7 @@ def test_multiscale_latent_of_a_factored_pixel_ignores_later_layers():
     y = uniform_points(4, 64, -1, 1)
     before = ms.flow.bijector.inverse(y).numpy()
     layers = ms.flow.bijector.bijectors
-    later = layers[[layer.name for layer in layers].index("factor_out_1") + 1:]
+    later = layers[[layer.name for layer in layers].index("factor_out_1") + 1 :]
     for layer in later:
         for variable in layer.trainable_variables:
             variable.assign(variable + 0.5)

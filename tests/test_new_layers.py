@@ -1,6 +1,7 @@
 """Spline coupling, MAF, IAF and the LU linear layer: exact inverses (tails included),
 log-determinants equal to autodiff, normalised densities, identity at initialisation,
 clear errors for bad arguments."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,11 @@ def make_layers():
     return [
         ("spline-2d", SplineCoupling(half_mask(2), scaled_mlp(1, 23, 0), num_bins=8, bound=4.0), 2),
         ("spline-5d", SplineCoupling(mask5, scaled_mlp(2, 3 * 14, 1), num_bins=5, bound=3.0), 5),
-        ("spline-keep-last", SplineCoupling(half_mask(3, keep_first=False), scaled_mlp(1, 2 * 11, 2),
-                                            num_bins=4, bound=5.0), 3),
+        (
+            "spline-keep-last",
+            SplineCoupling(half_mask(3, keep_first=False), scaled_mlp(1, 2 * 11, 2), num_bins=4, bound=5.0),
+            3,
+        ),
         ("spline-two-bins", SplineCoupling(half_mask(2), scaled_mlp(1, 5, 3), num_bins=2, bound=2.0), 2),
         ("maf-2d", MAF(2, random_made(2, 4)), 2),
         ("maf-5d", MAF(5, random_made(5, 5)), 5),
@@ -86,14 +90,18 @@ def test_log_det_matches_autodiff(label, layer, dim):
     np.testing.assert_allclose(np.broadcast_to(ildj, expected_inverse.shape), expected_inverse, atol=2e-4)
 
 
-@pytest.mark.parametrize("label,layer,dim", [item for item in LAYERS if isinstance(item[1], FlowBijector)],
-                         ids=[label for label, layer, _ in LAYERS if isinstance(layer, FlowBijector)])
+@pytest.mark.parametrize(
+    "label,layer,dim",
+    [item for item in LAYERS if isinstance(item[1], FlowBijector)],
+    ids=[label for label, layer, _ in LAYERS if isinstance(layer, FlowBijector)],
+)
 def test_protocol_agrees_with_tfp_methods(label, layer, dim):
     x = points(dim, 5.0, n=64, seed=2)
     y, log_det = layer.forward_and_log_det(x)
     np.testing.assert_allclose(y.numpy(), layer.forward(tf.identity(x)).numpy(), atol=1e-6)
-    np.testing.assert_allclose(log_det.numpy(), layer.forward_log_det_jacobian(tf.identity(x), 1).numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        log_det.numpy(), layer.forward_log_det_jacobian(tf.identity(x), 1).numpy(), atol=1e-5
+    )
     back, inverse_log_det = layer.inverse_and_log_det(tf.identity(y))
     np.testing.assert_allclose(back.numpy(), x.numpy(), atol=1e-4)
     np.testing.assert_allclose(inverse_log_det.numpy(), -log_det.numpy(), atol=1e-4)
@@ -120,9 +128,15 @@ def test_made_is_autoregressive():
     assert np.all(jacobian[np.tril_indices(5, -1)] > 0), "output i ignores an input < i: test is vacuous"
 
 
-@pytest.mark.parametrize("layer", [
-    SplineCoupling(half_mask(3), hidden_units=(8,), num_bins=6), MAF(3, hidden_units=(8,)),
-    IAF(3, hidden_units=(8,))], ids=["spline", "maf", "iaf"])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        SplineCoupling(half_mask(3), hidden_units=(8,), num_bins=6),
+        MAF(3, hidden_units=(8,)),
+        IAF(3, hidden_units=(8,)),
+    ],
+    ids=["spline", "maf", "iaf"],
+)
 def test_fresh_layer_is_the_identity(layer):
     x = points(3, 10.0)
     y, log_det = layer.forward_and_log_det(x)
@@ -131,13 +145,17 @@ def test_fresh_layer_is_the_identity(layer):
     np.testing.assert_allclose(layer.inverse(tf.identity(x)).numpy(), x.numpy(), atol=2e-6 * 10)
 
 
-@pytest.mark.parametrize("build", [
-    lambda: flows.spline_flow(num_layers=4, hidden_units=(8,)),
-    lambda: flows.maf(num_layers=4, hidden_units=(8,)),
-    lambda: flows.iaf(num_layers=4, hidden_units=(8,)),
-    lambda: flows.realnvp(num_layers=4, hidden_units=(8,), permutation="lu", normalization="none"),
-    lambda: flows.spline_flow(num_layers=4, hidden_units=(8,), permutation="lu"),
-], ids=["spline", "maf", "iaf", "realnvp-lu", "spline-lu"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: flows.spline_flow(num_layers=4, hidden_units=(8,)),
+        lambda: flows.maf(num_layers=4, hidden_units=(8,)),
+        lambda: flows.iaf(num_layers=4, hidden_units=(8,)),
+        lambda: flows.realnvp(num_layers=4, hidden_units=(8,), permutation="lu", normalization="none"),
+        lambda: flows.spline_flow(num_layers=4, hidden_units=(8,), permutation="lu"),
+    ],
+    ids=["spline", "maf", "iaf", "realnvp-lu", "spline-lu"],
+)
 def test_fresh_flow_is_the_base_distribution(build):
     flow = build()
     x = np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32) * 3
@@ -152,49 +170,60 @@ def grid_integral(flow, *, n=500, seed=0):
     return np.exp(metrics.log_prob(flow, grid)).sum() * (xs[1] - xs[0]) ** 2
 
 
-@pytest.mark.parametrize("build,scale", [
-    (lambda: flows.spline_flow(num_layers=4, hidden_units=(16,), num_bins=6, bound=3.0), 0.25),
-    (lambda: flows.maf(num_layers=4, hidden_units=(16,)), 0.25),
-    (lambda: flows.iaf(num_layers=4, hidden_units=(16,)), 0.25),
-    (lambda: flows.realnvp(num_layers=4, hidden_units=(16,), permutation="lu", normalization="none"), 0.25),
-], ids=["spline", "maf", "iaf", "realnvp-lu"])
+@pytest.mark.parametrize(
+    "build,scale",
+    [
+        (lambda: flows.spline_flow(num_layers=4, hidden_units=(16,), num_bins=6, bound=3.0), 0.25),
+        (lambda: flows.maf(num_layers=4, hidden_units=(16,)), 0.25),
+        (lambda: flows.iaf(num_layers=4, hidden_units=(16,)), 0.25),
+        (
+            lambda: flows.realnvp(num_layers=4, hidden_units=(16,), permutation="lu", normalization="none"),
+            0.25,
+        ),
+    ],
+    ids=["spline", "maf", "iaf", "realnvp-lu"],
+)
 def test_density_integrates_to_one(build, scale):
     flow = build()
     perturb(flow, scale=scale, seed=3)
     x = flow.sample(2000, seed=1).numpy()
-    assert abs(np.mean(metrics.log_prob(flow, x)) - np.mean(flow.distribution.log_prob(x).numpy())) > 0.05, \
+    assert abs(np.mean(metrics.log_prob(flow, x)) - np.mean(flow.distribution.log_prob(x).numpy())) > 0.05, (
         "the perturbed flow is still the base: test is vacuous"
+    )
     assert grid_integral(flow) == pytest.approx(1.0, abs=0.01)
 
 
-@pytest.mark.parametrize("make,match,error", [
-    (lambda: SplineCoupling(half_mask(2), num_bins=0), "num_bins", ValueError),
-    (lambda: SplineCoupling(half_mask(2), num_bins=1), "num_bins", ValueError),
-    (lambda: SplineCoupling(half_mask(2), num_bins=2.5), "num_bins", TypeError),
-    (lambda: SplineCoupling(half_mask(2), bound=0.0), "bound", ValueError),
-    (lambda: SplineCoupling(half_mask(2), bound=-3.0), "bound", ValueError),
-    (lambda: SplineCoupling(half_mask(2), bound=float("inf")), "bound", ValueError),
-    (lambda: SplineCoupling(half_mask(2), bound=float("nan")), "bound", ValueError),
-    (lambda: SplineCoupling(half_mask(2), bound=None), "bound", ValueError),
-    (lambda: SplineCoupling(half_mask(2), hidden_units=(0,)), "hidden_units", ValueError),
-    (lambda: SplineCoupling(half_mask(2), hidden_units=(16, 2.5)), "hidden_units", ValueError),
-    (lambda: SplineCoupling(half_mask(2), hidden_units="64"), "hidden_units", TypeError),
-    (lambda: MAF(1), "dim", ValueError),
-    (lambda: MAF(2.0), "dim", TypeError),
-    (lambda: MAF(2, hidden_units=(-4,)), "hidden_units", ValueError),
-    (lambda: MAF(2, max_log_scale=0.0), "max_log_scale", ValueError),
-    (lambda: IAF(1), "dim", ValueError),
-    (lambda: flows.spline_flow(dim=1), "dim", ValueError),
-    (lambda: flows.spline_flow(num_bins=0), "num_bins", ValueError),
-    (lambda: flows.spline_flow(bound=float("inf")), "bound", ValueError),
-    (lambda: flows.spline_flow(bound=-1.0), "bound", ValueError),
-    (lambda: flows.spline_flow(hidden_units=(64, 0)), "hidden_units", ValueError),
-    (lambda: flows.spline_flow(permutation="shuffle"), "permutation", ValueError),
-    (lambda: flows.spline_flow(normalization="layernorm"), "normalization", ValueError),
-    (lambda: flows.maf(dim=1), "dim", ValueError),
-    (lambda: flows.maf(hidden_units=(64, -1)), "hidden_units", ValueError),
-    (lambda: flows.iaf(num_layers=0), "num_layers", ValueError),
-])
+@pytest.mark.parametrize(
+    "make,match,error",
+    [
+        (lambda: SplineCoupling(half_mask(2), num_bins=0), "num_bins", ValueError),
+        (lambda: SplineCoupling(half_mask(2), num_bins=1), "num_bins", ValueError),
+        (lambda: SplineCoupling(half_mask(2), num_bins=2.5), "num_bins", TypeError),
+        (lambda: SplineCoupling(half_mask(2), bound=0.0), "bound", ValueError),
+        (lambda: SplineCoupling(half_mask(2), bound=-3.0), "bound", ValueError),
+        (lambda: SplineCoupling(half_mask(2), bound=float("inf")), "bound", ValueError),
+        (lambda: SplineCoupling(half_mask(2), bound=float("nan")), "bound", ValueError),
+        (lambda: SplineCoupling(half_mask(2), bound=None), "bound", ValueError),
+        (lambda: SplineCoupling(half_mask(2), hidden_units=(0,)), "hidden_units", ValueError),
+        (lambda: SplineCoupling(half_mask(2), hidden_units=(16, 2.5)), "hidden_units", ValueError),
+        (lambda: SplineCoupling(half_mask(2), hidden_units="64"), "hidden_units", TypeError),
+        (lambda: MAF(1), "dim", ValueError),
+        (lambda: MAF(2.0), "dim", TypeError),
+        (lambda: MAF(2, hidden_units=(-4,)), "hidden_units", ValueError),
+        (lambda: MAF(2, max_log_scale=0.0), "max_log_scale", ValueError),
+        (lambda: IAF(1), "dim", ValueError),
+        (lambda: flows.spline_flow(dim=1), "dim", ValueError),
+        (lambda: flows.spline_flow(num_bins=0), "num_bins", ValueError),
+        (lambda: flows.spline_flow(bound=float("inf")), "bound", ValueError),
+        (lambda: flows.spline_flow(bound=-1.0), "bound", ValueError),
+        (lambda: flows.spline_flow(hidden_units=(64, 0)), "hidden_units", ValueError),
+        (lambda: flows.spline_flow(permutation="shuffle"), "permutation", ValueError),
+        (lambda: flows.spline_flow(normalization="layernorm"), "normalization", ValueError),
+        (lambda: flows.maf(dim=1), "dim", ValueError),
+        (lambda: flows.maf(hidden_units=(64, -1)), "hidden_units", ValueError),
+        (lambda: flows.iaf(num_layers=0), "num_layers", ValueError),
+    ],
+)
 def test_bad_arguments_are_named(make, match, error):
     with pytest.raises(error, match=match):
         make()

@@ -3,6 +3,7 @@
 Executing the notebooks is nbval's job (`make notebooks-test`); these tests check what a
 reader sees before running anything.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,7 +33,9 @@ import flowlib
 flowlib.config.check_environment()"""
 
 # What a reader must not see: the test harness's switches and vocabulary.
-SCAFFOLDING = re.compile(r"\bpick\(|(?-i:\bFAST\b)|fast[ -]mode|FLOWLIB_FAST|(?-i:\bCI\b)|nbval|benchmark", re.I)
+SCAFFOLDING = re.compile(
+    r"\bpick\(|(?-i:\bFAST\b)|fast[ -]mode|FLOWLIB_FAST|(?-i:\bCI\b)|nbval|benchmark", re.I
+)
 
 
 def _exercises_tool():
@@ -60,7 +63,8 @@ def test_pair_is_in_sync(path):
     from_ipynb = jupytext.read(path)
     from_py = jupytext.read(twin)
     assert cells_of(from_py) == cells_of(from_ipynb), (
-        f"{path.name} and {twin.name} differ: run `make sync` (jupytext --sync)")
+        f"{path.name} and {twin.name} differ: run `make sync` (jupytext --sync)"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -99,11 +103,14 @@ def test_committed_outputs_are_from_a_full_run(path):
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure in the outputs"
     setup_text = "".join(o.get("text", "") for o in code[0].outputs)
-    assert "tensorflow" in setup_text and "FLOWLIB_FAST" not in setup_text, \
+    assert "tensorflow" in setup_text and "FLOWLIB_FAST" not in setup_text, (
         "committed outputs must come from a full run (run `make notebooks`)"
+    )
     for output in outputs:
         plain = output.get("data", {}).get("text/plain", "") if "data" in output else ""
-        assert not re.search(r"\b0%\|", plain), f"a progress bar frozen at 0%: {plain[:80]!r} (tools/clean_outputs.py)"
+        assert not re.search(r"\b0%\|", plain), (
+            f"a progress bar frozen at 0%: {plain[:80]!r} (tools/clean_outputs.py)"
+        )
         assert not plain.startswith(("VBox(", "HBox(")), "a widget with no static fallback in the outputs"
 
 
@@ -112,14 +119,19 @@ def test_ends_with_summary_and_exercises(path):
     notebook = nbformat.read(path, as_version=4)
     markdown = [cell.source for cell in notebook.cells if cell.cell_type == "markdown"]
     assert any(re.search(r"^#+ *Summary", text, re.M) for text in markdown)
-    exercises = [i for i, cell in enumerate(notebook.cells)
-                 if cell.cell_type == "markdown" and re.match(r"#+ *Exercise \d", cell.source)]
+    exercises = [
+        i
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "markdown" and re.match(r"#+ *Exercise \d", cell.source)
+    ]
     assert len(exercises) >= 3
     for index in exercises:
         solution = notebook.cells[index + 1]
         assert solution.cell_type == "code"
         assert solution.source.count("### BEGIN SOLUTION") == solution.source.count("### END SOLUTION") >= 1
-        assert re.search(r"\bassert\b|assert_allclose|assert_array", solution.source), "checks must be visible"
+        assert re.search(r"\bassert\b|assert_allclose|assert_array", solution.source), (
+            "checks must be visible"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -140,11 +152,15 @@ def test_mutation_files_belong_to_notebooks():
 def test_the_exercise_tool_sees_what_a_student_copy_would_break(tmp_path):
     """The machinery itself: a missing yaml, and a later cell using a blank's name, are caught."""
     tool = _exercises_tool()
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION hint: h\n    return x\n    ### END SOLUTION\n\n"
-                                  "assert f(1) == 1\nresult = f(2)"),
-        nbformat.v4.new_code_cell("print(result)"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "def f(x):\n    ### BEGIN SOLUTION hint: h\n    return x\n    ### END SOLUTION\n\n"
+                "assert f(1) == 1\nresult = f(2)"
+            ),
+            nbformat.v4.new_code_cell("print(result)"),
+        ]
+    )
     assert tool.cross_cell_uses(notebook) == ["cell 1 uses 'result', which cell 0 binds after a blank"]
     path = tmp_path / "99_nothing.ipynb"
     nbformat.write(notebook, path)
@@ -166,10 +182,17 @@ def test_notebook_07_shows_the_recorded_tables():
     """07's failure tables are copied from bench/results, not typed in: every row must match."""
     notebook = nbformat.read(ROOT / "notebooks" / "07_training_stability.ipynb", as_version=4)
     markdown = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
-    rows = [line for line in (ROOT / "bench" / "results" / "failure_sweep.md").read_text().splitlines()
-            if line.startswith("|")]
-    summaries = [line for name in ("post_recipe_tfp016.txt", "post_recipe_tfp017.txt")
-                 for line in (ROOT / "bench" / "results" / name).read_text().splitlines() if " failed " in line]
+    rows = [
+        line
+        for line in (ROOT / "bench" / "results" / "failure_sweep.md").read_text().splitlines()
+        if line.startswith("|")
+    ]
+    summaries = [
+        line
+        for name in ("post_recipe_tfp016.txt", "post_recipe_tfp017.txt")
+        for line in (ROOT / "bench" / "results" / name).read_text().splitlines()
+        if " failed " in line
+    ]
     assert len(rows) >= 10 and len(summaries) == 2
     for line in rows + summaries:
         assert line.strip() in markdown, f"notebook 07 lacks the recorded line {line!r}"

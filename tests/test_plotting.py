@@ -1,4 +1,5 @@
 """Figures: fixed quadrant colours, one panel per layer, files written."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -45,16 +46,16 @@ def test_density_and_training_curve(word):
 
 
 def test_animation_is_written(tmp_path):
-    from PIL import Image
-
     from conftest import perturb
+    from PIL import Image
 
     flow = flows.realnvp(num_layers=2, hidden_units=(8,))
     perturb(flow, seed=1)  # identical frames would be merged by the GIF writer
     z = np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32)
     stages = flows.trace(flow, z)
-    path = plotting.animate_layers(stages, plotting.quadrant_colors(z), tmp_path / "a.gif",
-                                   frames_per_layer=2, fps=4)
+    path = plotting.animate_layers(
+        stages, plotting.quadrant_colors(z), tmp_path / "a.gif", frames_per_layer=2, fps=4
+    )
     with Image.open(path) as gif:
         assert gif.n_frames >= len(stages) - 1
         assert gif.size == (400, 400)

@@ -1,4 +1,5 @@
 """Training lowers the NLL; the guard never leaves non-finite weights behind."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,9 @@ def data():
     rng = np.random.default_rng(0)
     # two Gaussian blobs: a small problem a small flow learns in a few hundred steps
     centres = rng.choice([-2.0, 2.0], size=(4000, 1))
-    points = np.concatenate([centres + 0.3 * rng.standard_normal((4000, 1)),
-                             0.5 * rng.standard_normal((4000, 1))], axis=1)
+    points = np.concatenate(
+        [centres + 0.3 * rng.standard_normal((4000, 1)), 0.5 * rng.standard_normal((4000, 1))], axis=1
+    )
     return points.astype(np.float32)
 
 
@@ -51,8 +53,9 @@ def all_finite(flow):
 
 def test_guard_rescues_an_absurd_learning_rate(data):
     flow = flows.realnvp(num_layers=4, hidden_units=(32, 32), normalization="batchnorm", max_log_scale=None)
-    history = train.fit(flow, data * 50, steps=200, learning_rate=50.0, schedule="constant",
-                        max_retries=30, progress=False)
+    history = train.fit(
+        flow, data * 50, steps=200, learning_rate=50.0, schedule="constant", max_retries=30, progress=False
+    )
     assert history.rescues >= 1, "the absurd learning rate did not trigger the guard: test is vacuous"
     assert all(event.startswith(("rescue", "stopped")) for event in history.events)
     assert history.learning_rate < 50.0
@@ -63,8 +66,9 @@ def test_guard_rescues_an_absurd_learning_rate(data):
 
 def test_guard_stops_when_out_of_retries(data):
     flow = flows.realnvp(num_layers=4, hidden_units=(32, 32), normalization="none", max_log_scale=None)
-    history = train.fit(flow, data * 50, steps=300, learning_rate=1e4, schedule="constant",
-                        max_retries=0, progress=False)
+    history = train.fit(
+        flow, data * 50, steps=300, learning_rate=1e4, schedule="constant", max_retries=0, progress=False
+    )
     assert history.stopped and history.steps < 300
     assert history.events and history.events[-1].startswith("stopped")
     assert all_finite(flow)
@@ -76,22 +80,36 @@ def test_time_budget_stops_training(data):
     assert history.stopped and 0 < history.steps < 100_000
 
 
-@pytest.mark.parametrize("kwargs,error", [
-    (dict(steps=0), ValueError), (dict(steps=1.5), TypeError), (dict(batch_size=-1), ValueError),
-    (dict(learning_rate=0.0), ValueError), (dict(learning_rate=float("nan")), ValueError),
-    (dict(schedule="linear"), ValueError), (dict(steps_per_call=0), ValueError),
-    (dict(max_retries=-1), ValueError), (dict(max_seconds=0), ValueError),
-])
+@pytest.mark.parametrize(
+    "kwargs,error",
+    [
+        (dict(steps=0), ValueError),
+        (dict(steps=1.5), TypeError),
+        (dict(batch_size=-1), ValueError),
+        (dict(learning_rate=0.0), ValueError),
+        (dict(learning_rate=float("nan")), ValueError),
+        (dict(schedule="linear"), ValueError),
+        (dict(steps_per_call=0), ValueError),
+        (dict(max_retries=-1), ValueError),
+        (dict(max_seconds=0), ValueError),
+    ],
+)
 def test_fit_rejects_bad_arguments(data, kwargs, error):
     flow = flows.realnvp(num_layers=2, hidden_units=(8,))
     with pytest.raises(error):
         train.fit(flow, data, progress=False, **kwargs)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.zeros((10, 3)), "shape"), (np.zeros(10), "shape"), (np.array([[0.0, np.nan]] * 4), "NaN"),
-    (np.zeros((1, 2)), "at least 2"), (np.array([["a", "b"]] * 4), "numeric"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((10, 3)), "shape"),
+        (np.zeros(10), "shape"),
+        (np.array([[0.0, np.nan]] * 4), "NaN"),
+        (np.zeros((1, 2)), "at least 2"),
+        (np.array([["a", "b"]] * 4), "numeric"),
+    ],
+)
 def test_fit_rejects_bad_data(bad, match):
     flow = flows.realnvp(num_layers=2, hidden_units=(8,))
     with pytest.raises((ValueError, TypeError), match=match):
@@ -101,8 +119,14 @@ def test_fit_rejects_bad_data(bad, match):
 def test_callback_sees_every_kept_call(data):
     seen = []
     flow = flows.realnvp(num_layers=2, hidden_units=(8,), normalization="none")
-    history = train.fit(flow, data, steps=50, steps_per_call=20, progress=False,
-                        callback=lambda step, losses: seen.append((step, len(losses))))
+    history = train.fit(
+        flow,
+        data,
+        steps=50,
+        steps_per_call=20,
+        progress=False,
+        callback=lambda step, losses: seen.append((step, len(losses))),
+    )
     assert seen == [(20, 20), (40, 20), (50, 10)]
     assert history.steps == 50
 
@@ -144,8 +168,11 @@ def test_fit_warns_when_it_cannot_take_the_one_pass_loss(data):
     from flowlib.bijectors import AffineCoupling, half_mask
 
     tfb, tfd = tfp.bijectors, tfp.distributions
-    layers = [AffineCoupling(half_mask(2), hidden_units=(8,)), tfb.Shift(tf.Variable([0.0, 0.0])),
-              tfb.Invert(tfb.Permute([1, 0]))]  # tfb.Invert: not one of the plain bijectors
+    layers = [
+        AffineCoupling(half_mask(2), hidden_units=(8,)),
+        tfb.Shift(tf.Variable([0.0, 0.0])),
+        tfb.Invert(tfb.Permute([1, 0])),
+    ]  # tfb.Invert: not one of the plain bijectors
     flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), tfb.Chain(layers[::-1]))
     with pytest.warns(UserWarning, match="slower.*Invert"):
         history = train.fit(flow, data, steps=20, steps_per_call=10, progress=False)
@@ -153,8 +180,9 @@ def test_fit_warns_when_it_cannot_take_the_one_pass_loss(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the flowlib builders take the fast path: no warning
         for build in (flows.realnvp, flows.spline_flow, flows.maf):
-            train.fit(build(num_layers=2, hidden_units=(8,)), data, steps=10, steps_per_call=10,
-                      progress=False)
+            train.fit(
+                build(num_layers=2, hidden_units=(8,)), data, steps=10, steps_per_call=10, progress=False
+            )
 
 
 def test_fused_adam_matches_the_reference_update():
@@ -171,7 +199,7 @@ def test_fused_adam_matches_the_reference_update():
         optimizer.apply([tf.constant(gradient)])
         m = 0.9 * m + 0.1 * gradient
         v = 0.999 * v + 0.001 * gradient.astype(np.float64) ** 2
-        rate = 0.01 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        rate = 0.01 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
         w = w - rate * m / (np.sqrt(v) + 1e-7)
     assert np.abs(w - start).max() > 0.01, "the update did nothing: test is vacuous"
     np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)

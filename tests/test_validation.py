@@ -4,6 +4,7 @@ Three parts: the checkers of flowlib.validation, tried by Hypothesis on the inpu
 lists; a table of the bad inputs that public functions used to accept silently (or refuse
 late, from deep inside TensorFlow); and every "seeded" promise of a docstring, kept.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,15 +27,23 @@ from flowlib import bijectors, checkpoint, data, flows, metrics, plotting, train
 NUMPY_INTEGERS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 NUMPY_FLOATS = (np.float16, np.float32, np.float64)
 # Things that are not numbers, whatever they look like.
-NOT_NUMBERS = st.one_of(st.text(max_size=5), st.none(), st.booleans(), st.lists(st.integers(), max_size=2),
-                        st.just(np.bool_(True)), st.just(b"1"))
+NOT_NUMBERS = st.one_of(
+    st.text(max_size=5),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.just(np.bool_(True)),
+    st.just(b"1"),
+)
 
 
-def integers_of_every_kind(values=st.integers(-10**6, 10**6)):
+def integers_of_every_kind(values=st.integers(-(10**6), 10**6)):  # noqa: B008 (a strategy, built once)
     """Python ints and every numpy integer type that can hold the value."""
+
     def as_kind(value):
         kinds = [int] + [k for k in NUMPY_INTEGERS if np.iinfo(k).min <= value <= np.iinfo(k).max]
         return st.sampled_from(kinds).map(lambda kind: kind(value))
+
     return values.flatmap(as_kind)
 
 
@@ -55,9 +64,13 @@ def test_positive_int_refuses_what_is_not_an_integer(value):
         validation.positive_int(value, "count")
 
 
-@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                 st.tuples(st.sampled_from(NUMPY_FLOATS), st.floats(-1e4, 1e4)).map(lambda p: p[0](p[1])),
-                 integers_of_every_kind()))
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.tuples(st.sampled_from(NUMPY_FLOATS), st.floats(-1e4, 1e4)).map(lambda p: p[0](p[1])),
+        integers_of_every_kind(),
+    )
+)
 def test_positive_float_accepts_finite_positive_numbers_only(value):
     as_float = float(value)
     if math.isfinite(as_float) and as_float > 0:
@@ -73,7 +86,7 @@ def test_positive_float_refuses_what_is_not_a_number(value):
         validation.positive_float(value, "rate")
 
 
-@given(st.integers(-2**40, 2**40))
+@given(st.integers(-(2**40), 2**40))
 def test_seed_is_an_integer_in_int32_range(value):
     if 0 <= value <= validation.MAX_SEED:
         assert validation.seed(value) == value
@@ -87,14 +100,26 @@ def test_seed_none_is_refused_because_it_would_not_repeat():
         validation.seed(None)
 
 
-@given(st.one_of(st.lists(integers_of_every_kind(st.integers(1, 512)), min_size=1, max_size=4),
-                 st.tuples(integers_of_every_kind(st.integers(1, 512)))))
+@given(
+    st.one_of(
+        st.lists(integers_of_every_kind(st.integers(1, 512)), min_size=1, max_size=4),
+        st.tuples(integers_of_every_kind(st.integers(1, 512))),
+    )
+)
 def test_positive_ints_accepts_sequences_of_positive_integers(value):
     assert validation.positive_ints(value, "hidden_units") == tuple(int(v) for v in value)
 
 
-@given(st.one_of(st.text(min_size=1, max_size=4), st.integers(), st.none(), st.floats(),
-                 st.lists(st.floats(allow_nan=False), min_size=1, max_size=3), st.lists(st.booleans(), min_size=1)))
+@given(
+    st.one_of(
+        st.text(min_size=1, max_size=4),
+        st.integers(),
+        st.none(),
+        st.floats(),
+        st.lists(st.floats(allow_nan=False), min_size=1, max_size=3),
+        st.lists(st.booleans(), min_size=1),
+    )
+)
 def test_positive_ints_refuses_strings_numbers_and_floats(value):
     with pytest.raises(TypeError, match="hidden_units must be a sequence of positive integers"):
         validation.positive_ints(value, "hidden_units")
@@ -106,18 +131,28 @@ def test_positive_ints_refuses_non_positive_entries(value):
         validation.positive_ints(value, "hidden_units")
 
 
-@given(hnp.arrays(st.sampled_from([np.float32, np.float64]),
-                  hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
-                  elements=st.floats(-1e6, 1e6, width=32)))
+@given(
+    hnp.arrays(
+        st.sampled_from([np.float32, np.float64]),
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+        elements=st.floats(-1e6, 1e6, width=32),
+    )
+)
 def test_points_returns_float32_copies_of_finite_arrays(array):
     result = validation.points(array, "x", dim=array.shape[1])
     assert result.dtype == np.float32 and result.shape == array.shape
     np.testing.assert_array_equal(result, array.astype(np.float32))
 
 
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=5),
-                  elements=st.floats(-10, 10)),
-       st.sampled_from([np.nan, np.inf, -np.inf, 1e39]), st.data())
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=5),
+        elements=st.floats(-10, 10),
+    ),
+    st.sampled_from([np.nan, np.inf, -np.inf, 1e39]),
+    st.data(),
+)
 def test_points_refuses_any_non_finite_value(array, bad, data_):
     row = data_.draw(st.integers(0, array.shape[0] - 1))
     col = data_.draw(st.integers(0, array.shape[1] - 1))
@@ -133,8 +168,10 @@ def test_points_refuses_every_other_shape(array, dim):
         validation.points(array, "x", dim=dim)
 
 
-@pytest.mark.parametrize("value", [np.array([["a", "b"]]), np.array([[True, False]]), [[1 + 2j, 0]],
-                                   np.array([[None, 1.0]], dtype=object)])
+@pytest.mark.parametrize(
+    "value",
+    [np.array([["a", "b"]]), np.array([[True, False]]), [[1 + 2j, 0]], np.array([[None, 1.0]], dtype=object)],
+)
 def test_points_refuses_non_numeric_arrays(value):
     with pytest.raises(TypeError, match="x must be a numeric array"):
         validation.points(value, "x")
@@ -185,8 +222,9 @@ def test_affine_coupling_inverts_and_its_log_det_matches_autodiff(case):
         columns.append(accumulator.jvp(y).numpy())
     jacobian = np.stack(columns, axis=-1).astype(np.float64)  # [batch, dim_out, dim_in]
     expected = np.linalg.slogdet(jacobian)[1]
-    np.testing.assert_allclose(layer.forward_log_det_jacobian(x, event_ndims=1).numpy(), expected,
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        layer.forward_log_det_jacobian(x, event_ndims=1).numpy(), expected, rtol=1e-4, atol=1e-4
+    )
     if bound is not None:
         _, log_scale = layer.shift_and_log_scale(tf.gather(x, np.flatnonzero(mask), axis=-1))
         assert np.all(np.abs(log_scale.numpy()) <= bound + 1e-6)
@@ -218,90 +256,264 @@ def hi():
 
 # (what, call, error, words the message must contain); `f` is a tiny flow, `t` a target.
 BAD_INPUT = [
-    ("realnvp max_log_scale=inf (NaN log_prob)", lambda f, t: flows.realnvp(max_log_scale=math.inf),
-     ValueError, "max_log_scale must be a finite number"),
-    ("realnvp max_log_scale=nan", lambda f, t: flows.realnvp(max_log_scale=math.nan), ValueError, "max_log_scale"),
+    (
+        "realnvp max_log_scale=inf (NaN log_prob)",
+        lambda f, t: flows.realnvp(max_log_scale=math.inf),
+        ValueError,
+        "max_log_scale must be a finite number",
+    ),
+    (
+        "realnvp max_log_scale=nan",
+        lambda f, t: flows.realnvp(max_log_scale=math.nan),
+        ValueError,
+        "max_log_scale",
+    ),
     ("realnvp max_log_scale='2'", lambda f, t: flows.realnvp(max_log_scale="2"), TypeError, "max_log_scale"),
-    ("realnvp hidden_units='64' (widths 6 and 4)", lambda f, t: flows.realnvp(hidden_units="64"),
-     TypeError, "hidden_units must be a sequence"),
-    ("realnvp hidden_units=(64.5,)", lambda f, t: flows.realnvp(hidden_units=(64.5,)), TypeError, "hidden_units"),
-    ("realnvp hidden_units=(True,)", lambda f, t: flows.realnvp(hidden_units=(True, 8)), TypeError, "hidden_units"),
+    (
+        "realnvp hidden_units='64' (widths 6 and 4)",
+        lambda f, t: flows.realnvp(hidden_units="64"),
+        TypeError,
+        "hidden_units must be a sequence",
+    ),
+    (
+        "realnvp hidden_units=(64.5,)",
+        lambda f, t: flows.realnvp(hidden_units=(64.5,)),
+        TypeError,
+        "hidden_units",
+    ),
+    (
+        "realnvp hidden_units=(True,)",
+        lambda f, t: flows.realnvp(hidden_units=(True, 8)),
+        TypeError,
+        "hidden_units",
+    ),
     ("realnvp seed=-1", lambda f, t: flows.realnvp(seed=-1), ValueError, "seed must be a non-negative"),
     ("realnvp seed=None", lambda f, t: flows.realnvp(seed=None), TypeError, "seed"),
     ("realnvp seed=2.5", lambda f, t: flows.realnvp(seed=2.5), TypeError, "seed"),
-    ("realnvp seed too large for per-layer seeds", lambda f, t: flows.realnvp(seed=10**7), ValueError, "seed"),
-    ("realnvp normalize_every=2.0", lambda f, t: flows.realnvp(normalize_every=2.0), TypeError, "normalize_every"),
-    ("nice permutation checked with one layer", lambda f, t: flows.nice(num_layers=1, permutation="shuffle"),
-     ValueError, "permutation"),
+    (
+        "realnvp seed too large for per-layer seeds",
+        lambda f, t: flows.realnvp(seed=10**7),
+        ValueError,
+        "seed",
+    ),
+    (
+        "realnvp normalize_every=2.0",
+        lambda f, t: flows.realnvp(normalize_every=2.0),
+        TypeError,
+        "normalize_every",
+    ),
+    (
+        "nice permutation checked with one layer",
+        lambda f, t: flows.nice(num_layers=1, permutation="shuffle"),
+        ValueError,
+        "permutation",
+    ),
     ("nice scaling='no'", lambda f, t: flows.nice(scaling="no"), TypeError, "scaling"),
     ("set_training 'False' (was True)", lambda f, t: flows.set_training(f, "False"), TypeError, "training"),
-    ("initialize_actnorm on 1 point (divides by 0)", lambda f, t: flows.initialize_actnorm(f, np.zeros((1, 2))),
-     ValueError, "at least 2 points"),
-    ("trace of a non-flow", lambda f, t: flows.trace("flow", np.zeros((3, 2))), TypeError, "flow must be a flow"),
+    (
+        "initialize_actnorm on 1 point (divides by 0)",
+        lambda f, t: flows.initialize_actnorm(f, np.zeros((1, 2))),
+        ValueError,
+        "at least 2 points",
+    ),
+    (
+        "trace of a non-flow",
+        lambda f, t: flows.trace("flow", np.zeros((3, 2))),
+        TypeError,
+        "flow must be a flow",
+    ),
     ("MLP hidden_units='64'", lambda f, t: bijectors.MLP(1, 2, "64"), TypeError, "hidden_units"),
     ("MLP seed=-3", lambda f, t: bijectors.MLP(1, 2, (4,), seed=-3), ValueError, "seed"),
-    ("AffineCoupling max_log_scale=inf", lambda f, t: bijectors.AffineCoupling([True, False], max_log_scale=math.inf),
-     ValueError, "max_log_scale"),
+    (
+        "AffineCoupling max_log_scale=inf",
+        lambda f, t: bijectors.AffineCoupling([True, False], max_log_scale=math.inf),
+        ValueError,
+        "max_log_scale",
+    ),
     ("ActNorm dim=2.7 (was 2)", lambda f, t: bijectors.ActNorm(2.7), TypeError, "dim"),
     ("ActNorm dim='2'", lambda f, t: bijectors.ActNorm("2"), TypeError, "dim"),
-    ("BatchNormalization dim=0", lambda f, t: bijectors.BatchNormalization(0, tf.Variable(False)),
-     ValueError, "dim"),
-    ("BatchNormalization epsilon=inf", lambda f, t: bijectors.BatchNormalization(2, tf.Variable(False), epsilon=math.inf),
-     ValueError, "epsilon"),
+    (
+        "BatchNormalization dim=0",
+        lambda f, t: bijectors.BatchNormalization(0, tf.Variable(False)),
+        ValueError,
+        "dim",
+    ),
+    (
+        "BatchNormalization epsilon=inf",
+        lambda f, t: bijectors.BatchNormalization(2, tf.Variable(False), epsilon=math.inf),
+        ValueError,
+        "epsilon",
+    ),
     ("half_mask dim=2.5", lambda f, t: bijectors.half_mask(2.5), TypeError, "dim"),
-    ("evaluate on 0 points (NaN gap)", lambda f, t: metrics.evaluate(f, t, np.zeros((0, 2))),
-     ValueError, "points needs at least 2 points, got 0"),
-    ("evaluate on 1 point (NaN standard error)", lambda f, t: metrics.evaluate(f, t, np.zeros((1, 2))),
-     ValueError, "at least 2 points"),
-    ("evaluate with a target without entropy", lambda f, t: metrics.evaluate(f, object(), np.zeros((4, 2))),
-     TypeError, "entropy"),
+    (
+        "evaluate on 0 points (NaN gap)",
+        lambda f, t: metrics.evaluate(f, t, np.zeros((0, 2))),
+        ValueError,
+        "points needs at least 2 points, got 0",
+    ),
+    (
+        "evaluate on 1 point (NaN standard error)",
+        lambda f, t: metrics.evaluate(f, t, np.zeros((1, 2))),
+        ValueError,
+        "at least 2 points",
+    ),
+    (
+        "evaluate with a target without entropy",
+        lambda f, t: metrics.evaluate(f, object(), np.zeros((4, 2))),
+        TypeError,
+        "entropy",
+    ),
     ("nll on 0 points (NaN)", lambda f, t: metrics.nll(f, np.zeros((0, 2))), ValueError, "at least 1 point"),
-    ("log_prob batch_size=2.0", lambda f, t: metrics.log_prob(f, np.zeros((3, 2)), batch_size=2.0),
-     TypeError, "batch_size"),
-    ("fit learning_rate=inf", lambda f, t: train.fit(f, np.zeros((8, 2)), learning_rate=math.inf, progress=False),
-     ValueError, "learning_rate must be a finite number"),
-    ("fit learning_rate=nan", lambda f, t: train.fit(f, np.zeros((8, 2)), learning_rate=math.nan, progress=False),
-     ValueError, "learning_rate"),
-    ("fit learning_rate='1e-3'", lambda f, t: train.fit(f, np.zeros((8, 2)), learning_rate="1e-3", progress=False),
-     TypeError, "learning_rate"),
-    ("fit seed=-1 (numpy error before)", lambda f, t: train.fit(f, np.zeros((8, 2)), seed=-1, progress=False),
-     ValueError, "seed"),
-    ("fit seed=2**40 (TensorFlow error before)", lambda f, t: train.fit(f, np.zeros((8, 2)), seed=2**40,
-                                                                        progress=False), ValueError, "seed"),
-    ("fit seed=None", lambda f, t: train.fit(f, np.zeros((8, 2)), seed=None, progress=False), TypeError, "seed"),
-    ("fit max_seconds=inf", lambda f, t: train.fit(f, np.zeros((8, 2)), max_seconds=math.inf, progress=False),
-     ValueError, "max_seconds"),
-    ("fit max_seconds='5'", lambda f, t: train.fit(f, np.zeros((8, 2)), max_seconds="5", progress=False),
-     TypeError, "max_seconds"),
-    ("fit callback=3", lambda f, t: train.fit(f, np.zeros((8, 2)), callback=3, progress=False), TypeError, "callback"),
+    (
+        "log_prob batch_size=2.0",
+        lambda f, t: metrics.log_prob(f, np.zeros((3, 2)), batch_size=2.0),
+        TypeError,
+        "batch_size",
+    ),
+    (
+        "fit learning_rate=inf",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), learning_rate=math.inf, progress=False),
+        ValueError,
+        "learning_rate must be a finite number",
+    ),
+    (
+        "fit learning_rate=nan",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), learning_rate=math.nan, progress=False),
+        ValueError,
+        "learning_rate",
+    ),
+    (
+        "fit learning_rate='1e-3'",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), learning_rate="1e-3", progress=False),
+        TypeError,
+        "learning_rate",
+    ),
+    (
+        "fit seed=-1 (numpy error before)",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), seed=-1, progress=False),
+        ValueError,
+        "seed",
+    ),
+    (
+        "fit seed=2**40 (TensorFlow error before)",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), seed=2**40, progress=False),
+        ValueError,
+        "seed",
+    ),
+    (
+        "fit seed=None",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), seed=None, progress=False),
+        TypeError,
+        "seed",
+    ),
+    (
+        "fit max_seconds=inf",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), max_seconds=math.inf, progress=False),
+        ValueError,
+        "max_seconds",
+    ),
+    (
+        "fit max_seconds='5'",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), max_seconds="5", progress=False),
+        TypeError,
+        "max_seconds",
+    ),
+    (
+        "fit callback=3",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), callback=3, progress=False),
+        TypeError,
+        "callback",
+    ),
     ("fit progress='no'", lambda f, t: train.fit(f, np.zeros((8, 2)), progress="no"), TypeError, "progress"),
-    ("fit validation_data with 0 points", lambda f, t: train.fit(f, np.zeros((8, 2)), validation_data=np.zeros((0, 2)),
-                                                                 progress=False), ValueError, "validation_data"),
+    (
+        "fit validation_data with 0 points",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), validation_data=np.zeros((0, 2)), progress=False),
+        ValueError,
+        "validation_data",
+    ),
     ("fit on a non-flow", lambda f, t: train.fit(None, np.zeros((8, 2)), progress=False), TypeError, "flow"),
     ("sample seed=-1", lambda f, t: t.sample(5, seed=-1), ValueError, "seed"),
     ("sample seed=None (not repeatable)", lambda f, t: t.sample(5, seed=None), TypeError, "seed"),
-    ("from_image threshold='0.5'", lambda f, t: data.PictureDistribution.from_image(np.eye(4), threshold="0.5"),
-     TypeError, "threshold"),
-    ("from_image threshold=nan", lambda f, t: data.PictureDistribution.from_image(np.eye(4), threshold=math.nan),
-     ValueError, "threshold"),
-    ("target log_prob of NaN (was -inf)", lambda f, t: t.log_prob(np.array([[np.nan, 0.0]])), ValueError, "NaN"),
+    (
+        "from_image threshold='0.5'",
+        lambda f, t: data.PictureDistribution.from_image(np.eye(4), threshold="0.5"),
+        TypeError,
+        "threshold",
+    ),
+    (
+        "from_image threshold=nan",
+        lambda f, t: data.PictureDistribution.from_image(np.eye(4), threshold=math.nan),
+        ValueError,
+        "threshold",
+    ),
+    (
+        "target log_prob of NaN (was -inf)",
+        lambda f, t: t.log_prob(np.array([[np.nan, 0.0]])),
+        ValueError,
+        "NaN",
+    ),
     ("target log_prob of strings", lambda f, t: t.log_prob(np.array([["1", "2"]])), TypeError, "numeric"),
-    ("render_text font_size=72.0", lambda f, t: data.render_text("a", font_size=72.0), TypeError, "font_size"),
-    ("plot_layer_grid num_samples=np.int64(0)", lambda f, t: plotting.plot_layer_grid(f, num_samples=np.int64(0)),
-     ValueError, "num_samples"),
-    ("plot_layer_grid seed=-1", lambda f, t: plotting.plot_layer_grid(f, num_samples=10, seed=-1), ValueError, "seed"),
-    ("plot_stages ncols=2.5", lambda f, t: plotting.plot_stages([("a", np.zeros((2, 2)))], None, ncols=2.5),
-     TypeError, "ncols"),
-    ("density_grid resolution=0 (empty grid)", lambda f, t: plotting.density_grid(f, (0, 1, 0, 1), resolution=0),
-     ValueError, "resolution"),
-    ("density_grid inverted extent", lambda f, t: plotting.density_grid(f, (1, 0, 0, 1)), ValueError, "extent"),
-    ("plot_density negative margin", lambda f, t: plotting.plot_density(f, t, margin=-9.0), ValueError, "margin"),
-    ("plot_points limit=0", lambda f, t: plotting.plot_points(np.zeros((2, 2)), limit=0.0), ValueError, "limit"),
-    ("layer_explorer num_samples=np.int64(0)", lambda f, t: widgets.layer_explorer(f, num_samples=np.int64(0)),
-     ValueError, "num_samples"),
+    (
+        "render_text font_size=72.0",
+        lambda f, t: data.render_text("a", font_size=72.0),
+        TypeError,
+        "font_size",
+    ),
+    (
+        "plot_layer_grid num_samples=np.int64(0)",
+        lambda f, t: plotting.plot_layer_grid(f, num_samples=np.int64(0)),
+        ValueError,
+        "num_samples",
+    ),
+    (
+        "plot_layer_grid seed=-1",
+        lambda f, t: plotting.plot_layer_grid(f, num_samples=10, seed=-1),
+        ValueError,
+        "seed",
+    ),
+    (
+        "plot_stages ncols=2.5",
+        lambda f, t: plotting.plot_stages([("a", np.zeros((2, 2)))], None, ncols=2.5),
+        TypeError,
+        "ncols",
+    ),
+    (
+        "density_grid resolution=0 (empty grid)",
+        lambda f, t: plotting.density_grid(f, (0, 1, 0, 1), resolution=0),
+        ValueError,
+        "resolution",
+    ),
+    (
+        "density_grid inverted extent",
+        lambda f, t: plotting.density_grid(f, (1, 0, 0, 1)),
+        ValueError,
+        "extent",
+    ),
+    (
+        "plot_density negative margin",
+        lambda f, t: plotting.plot_density(f, t, margin=-9.0),
+        ValueError,
+        "margin",
+    ),
+    (
+        "plot_points limit=0",
+        lambda f, t: plotting.plot_points(np.zeros((2, 2)), limit=0.0),
+        ValueError,
+        "limit",
+    ),
+    (
+        "layer_explorer num_samples=np.int64(0)",
+        lambda f, t: widgets.layer_explorer(f, num_samples=np.int64(0)),
+        ValueError,
+        "num_samples",
+    ),
     ("word_trainer steps=0", lambda f, t: widgets.word_trainer(steps=0, static=True), ValueError, "steps"),
-    ("load_or_train with a non-callable", lambda f, t: checkpoint.load_or_train(f, "x", train=None),
-     TypeError, "train"),
+    (
+        "load_or_train with a non-callable",
+        lambda f, t: checkpoint.load_or_train(f, "x", train=None),
+        TypeError,
+        "train",
+    ),
 ]
 
 
@@ -318,24 +530,45 @@ def test_bad_input_is_refused_with_a_clear_error(tiny, hi, call, error, words):
 
 
 def test_numpy_numbers_are_accepted_where_python_numbers_are(hi):
-    flow = flows.realnvp(num_layers=np.int64(2), hidden_units=np.array([8]), seed=np.int32(3), normalization="none",
-                         max_log_scale=np.float32(2.0))
+    flow = flows.realnvp(
+        num_layers=np.int64(2),
+        hidden_units=np.array([8]),
+        seed=np.int32(3),
+        normalization="none",
+        max_log_scale=np.float32(2.0),
+    )
     points = hi.sample(np.int64(64), seed=np.uint8(1))
-    history = train.fit(flow, points, steps=np.int64(3), batch_size=np.int32(16), learning_rate=np.float32(1e-3),
-                        seed=np.int64(0), steps_per_call=np.int16(3), progress=False)
+    history = train.fit(
+        flow,
+        points,
+        steps=np.int64(3),
+        batch_size=np.int32(16),
+        learning_rate=np.float32(1e-3),
+        seed=np.int64(0),
+        steps_per_call=np.int16(3),
+        progress=False,
+    )
     assert history.steps == 3
     assert np.isfinite(metrics.log_prob(flow, points, batch_size=np.int64(10))).all()
 
 
 # ---------------------------------------------------------------------- seeded promises
 def test_realnvp_and_nice_seed_every_weight_and_permutation():
-    for build in (lambda s: flows.realnvp(num_layers=3, hidden_units=(8,), permutation="random", dim=4, seed=s),
-                  lambda s: flows.nice(num_layers=3, hidden_units=(8,), permutation="random", dim=4, seed=s)):
+    for build in (
+        lambda s: flows.realnvp(num_layers=3, hidden_units=(8,), permutation="random", dim=4, seed=s),
+        lambda s: flows.nice(num_layers=3, hidden_units=(8,), permutation="random", dim=4, seed=s),
+    ):
         a, b, c = build(7), build(7), build(8)
         for x, y in zip(a.variables, b.variables):
             np.testing.assert_array_equal(x.numpy(), y.numpy())
-        orders = [[layer.permutation.numpy().tolist() for layer in flows.layers(f) if isinstance(layer, tfp_permute())]
-                  for f in (a, b, c)]
+        orders = [
+            [
+                layer.permutation.numpy().tolist()
+                for layer in flows.layers(f)
+                if isinstance(layer, tfp_permute())
+            ]
+            for f in (a, b, c)
+        ]
         assert orders[0] == orders[1]
         kernels = [[v.numpy() for v in f.trainable_variables if "kernel_0" in v.name] for f in (a, c)]
         assert not all(np.array_equal(x, y) for x, y in zip(*kernels))
@@ -352,8 +585,11 @@ def test_fit_with_the_same_seed_draws_the_same_batches(hi):
     runs = []
     for seed in (4, 4, 5):
         flow = flows.realnvp(num_layers=2, hidden_units=(8,), normalization="none", seed=0)
-        runs.append(train.fit(flow, points, steps=10, batch_size=64, seed=seed, steps_per_call=10,
-                              progress=False).loss)
+        runs.append(
+            train.fit(
+                flow, points, steps=10, batch_size=64, seed=seed, steps_per_call=10, progress=False
+            ).loss
+        )
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -378,8 +614,10 @@ def test_metrics_accept_any_tfp_distribution_over_vectors(hi):
 
     tfd = tfp.distributions
     points = hi.sample(100, seed=2)
-    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
-                                    tfd.MultivariateNormalDiag(loc=[[-1.0, 0.0], [1.0, 0.0]], scale_diag=[[1.0, 1.0]] * 2))
+    mixture = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=[0.0, 0.0]),
+        tfd.MultivariateNormalDiag(loc=[[-1.0, 0.0], [1.0, 0.0]], scale_diag=[[1.0, 1.0]] * 2),
+    )
     for model in (tfd.MultivariateNormalDiag(loc=[0.0, 0.0], scale_diag=[2.0, 1.0]), mixture):
         result = metrics.evaluate(model, hi, points)
         np.testing.assert_allclose(result.nll, -np.mean(model.log_prob(points).numpy()), rtol=1e-6)

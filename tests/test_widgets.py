@@ -1,4 +1,5 @@
 """Widgets: static fall-backs without a front end; the interactive versions redraw."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -6,10 +7,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
-
 from conftest import perturb
+
 from flowlib import flows, widgets
 
 
@@ -67,17 +67,20 @@ def test_word_trainer_reports_a_bad_word():
 
 def test_word_trainer_trains_on_click():
     trainer = widgets.word_trainer(text="Ok", steps=40, static=False, num_layers=2, hidden_units=(8,))
-    (box, button), message = trainer.children[0].children, trainer.children[1]
+    (_, button), message = trainer.children[0].children, trainer.children[1]
     button.click()
     assert "gap" in message.value and not button.disabled
     plt.close("all")
 
 
-@pytest.mark.parametrize("kwargs,words", [
-    (dict(num_layer=2), ("TypeError", "num_layer")),            # a misspelt keyword
-    (dict(num_layers=2, hidden_units="8"), ("TypeError", "hidden_units")),
-    (dict(num_layers=2, normalization="<b>norm</b>"), ("ValueError", "&lt;b&gt;norm")),  # shown, escaped
-])
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        (dict(num_layer=2), ("TypeError", "num_layer")),  # a misspelt keyword
+        (dict(num_layers=2, hidden_units="8"), ("TypeError", "hidden_units")),
+        (dict(num_layers=2, normalization="<b>norm</b>"), ("ValueError", "&lt;b&gt;norm")),  # shown, escaped
+    ],
+)
 def test_word_trainer_shows_every_error_in_the_widget(kwargs, words):
     trainer = widgets.word_trainer(text="Ok", steps=5, static=False, **kwargs)
     (_, button), message = trainer.children[0].children, trainer.children[1]

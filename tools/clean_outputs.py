@@ -12,6 +12,7 @@
 
 Usage: python tools/clean_outputs.py notebooks/NN_name.ipynb ...
 """
+
 from __future__ import annotations
 
 import re
@@ -36,9 +37,14 @@ def finished_bar(model_id: str, state: dict) -> str | None:
     import html
 
     box = state.get(model_id, {})
-    children = [state.get(child.replace("IPY_MODEL_", ""), {}) for child in box.get("state", {}).get("children", [])]
-    if box.get("model_name") != "HBoxModel" or [c.get("model_name") for c in children] != \
-            ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+    children = [
+        state.get(child.replace("IPY_MODEL_", ""), {}) for child in box.get("state", {}).get("children", [])
+    ]
+    if box.get("model_name") != "HBoxModel" or [c.get("model_name") for c in children] != [
+        "HTMLModel",
+        "FloatProgressModel",
+        "HTMLModel",
+    ]:
         return None
     prefix, progress, suffix = (c.get("state", {}) for c in children)
     value, total = progress.get("value") or 0.0, progress.get("max") or 0.0

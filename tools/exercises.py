@@ -33,6 +33,7 @@ thought of. The yaml file lists, in order of appearance, one entry per solution 
 
 Usage: python tools/exercises.py {build,check,mutants,verify} [notebooks...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,11 @@ MUTATIONS_DIR = ROOT / "tests" / "exercise_mutations"
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:\s+hint:\s*(?P<hint>.*))?$")
 END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
 BLANK_MARK = "# TODO: your solution"
-STUDENT_NOTE = ("> **Student copy.** Each exercise at the end has a blank that raises "
-                "`NotImplementedError`: replace it with your solution. The checks below each "
-                "blank tell you when you are right.")
+STUDENT_NOTE = (
+    "> **Student copy.** Each exercise at the end has a blank that raises "
+    "`NotImplementedError`: replace it with your solution. The checks below each "
+    "blank tell you when you are right."
+)
 
 
 def blank_out(source: str, where: str) -> tuple[str, int]:
@@ -93,7 +96,9 @@ def student_copy(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
     if blanks == 0:
         raise ValueError(f"{name} has no '### BEGIN SOLUTION' blocks: nothing to hand out")
     first = student.cells[0]
-    first.source = re.sub(rf"(/blob/[\w.-]+/)notebooks/{re.escape(name)}", rf"\1exercises/{name}", first.source)
+    first.source = re.sub(
+        rf"(/blob/[\w.-]+/)notebooks/{re.escape(name)}", rf"\1exercises/{name}", first.source
+    )
     first.source += "\n\n" + STUDENT_NOTE
     student.metadata.pop("widgets", None)
     student.nbformat_minor = max(student.nbformat_minor, 5)
@@ -122,8 +127,11 @@ def build(paths: list[Path]) -> int:
 
 
 def check(paths: list[Path]) -> int:
-    stale = [p.name for p in paths
-             if not (TARGET_DIR / p.name).is_file() or (TARGET_DIR / p.name).read_text() != render(p)]
+    stale = [
+        p.name
+        for p in paths
+        if not (TARGET_DIR / p.name).is_file() or (TARGET_DIR / p.name).read_text() != render(p)
+    ]
     extra = sorted({p.name for p in TARGET_DIR.glob("*.ipynb")} - {p.name for p in sources([])})
     for name in stale:
         print(f"exercises/{name} is missing or stale: run `make exercises`")
@@ -141,8 +149,13 @@ def verify(paths: list[Path]) -> int:
     failures = 0
     for path in paths:
         student = nbformat.read(TARGET_DIR / path.name, as_version=4)
-        NotebookClient(student, timeout=600, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(SOURCE_DIR)}}).execute()
+        NotebookClient(
+            student,
+            timeout=600,
+            allow_errors=True,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(SOURCE_DIR)}},
+        ).execute()
         problems, blanks = [], 0
         for index, cell in enumerate(student.cells):
             if cell.cell_type != "code":
@@ -183,7 +196,7 @@ def with_block_replaced(source: str, which: int, body: str) -> str:
     start, end, indent, _ = solution_blocks(source)[which]
     lines = source.splitlines()
     new = [indent + line if line.strip() else "" for line in body.rstrip("\n").splitlines()]
-    return "\n".join(lines[:start] + new + lines[end + 1:])
+    return "\n".join(lines[:start] + new + lines[end + 1 :])
 
 
 def blank_body(hint: str) -> str:
@@ -207,14 +220,18 @@ def load_mutations(path: Path) -> list[dict]:
         return []
     entries = yaml.safe_load(where.read_text()) or []
     if [entry.get("block") for entry in entries] != list(range(1, count + 1)):
-        raise ValueError(f"{where.name}: needs one entry per solution block, block: 1 to {count} in order, "
-                         f"got {[entry.get('block') for entry in entries]}")
+        raise ValueError(
+            f"{where.name}: needs one entry per solution block, block: 1 to {count} in order, "
+            f"got {[entry.get('block') for entry in entries]}"
+        )
     for entry in entries:
         mutants = entry.get("mutants") or {}
         if len(mutants) < 2 or not all(isinstance(body, str) and body.strip() for body in mutants.values()):
             raise ValueError(f"{where.name}, block {entry['block']}: needs at least two mutants, each a body")
         if set(entry) - {"block", "mutants", "raises"}:
-            raise ValueError(f"{where.name}, block {entry['block']}: unknown keys {set(entry) - {'block', 'mutants', 'raises'}}")
+            raise ValueError(
+                f"{where.name}, block {entry['block']}: unknown keys {set(entry) - {'block', 'mutants', 'raises'}}"
+            )
     return entries
 
 
@@ -245,7 +262,12 @@ def _free_loads(node) -> set[str]:
         local = {a.arg for a in args.args + args.kwonlyargs + args.posonlyargs}
         local |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
         body = node.body if isinstance(node.body, list) else [node.body]
-        local |= {n.id for b in body for n in ast.walk(b) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        local |= {
+            n.id
+            for b in body
+            for n in ast.walk(b)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+        }
         return set().union(*(_free_loads(b) for b in body)) - local
     if isinstance(node, ast.Name):
         return {node.id} if isinstance(node.ctx, ast.Load) else set()
@@ -272,7 +294,7 @@ def cross_cell_uses(notebook: nbformat.NotebookNode) -> list[str]:
         tree = ast.parse(source)
         later = [node for node in tree.body if node.end_lineno >= first_line]
         missing = _bound(later)
-        for other, other_source in code[position + 1:]:
+        for other, other_source in code[position + 1 :]:
             other_tree = ast.parse(other_source)
             loaded = _free_loads(other_tree)
             for name in sorted((missing & loaded) - _bound(other_tree.body)):
@@ -289,8 +311,13 @@ def run_mutants(path: Path, log=print) -> list[str]:
     problems = [f"{path.name}: {p}" for p in cross_cell_uses(notebook)]
     os.environ["FLOWLIB_FAST"] = "1"
     os.environ.setdefault("MPLBACKEND", "Agg")
-    client = NotebookClient(notebook, timeout=600, allow_errors=True, kernel_name="python3",
-                            resources={"metadata": {"path": str(SOURCE_DIR)}})
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        allow_errors=True,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(SOURCE_DIR)}},
+    )
 
     def execute(source: str, index: int) -> tuple[str, str] | None:
         cell = nbformat.v4.new_code_cell(source)
@@ -311,12 +338,19 @@ def run_mutants(path: Path, log=print) -> list[str]:
                 variants += [(name, body, expected) for name, body in entry["mutants"].items()]
                 for name, body, wanted in variants:
                     error = execute(with_block_replaced(cell.source, which, body), index)
-                    outcome = "passed its checks" if error is None else \
-                        f"raised {error[0]}: {' '.join(error[1].split())[:160]}"
+                    outcome = (
+                        "passed its checks"
+                        if error is None
+                        else f"raised {error[0]}: {' '.join(error[1].split())[:160]}"
+                    )
                     ok = error is not None and error[0] == wanted
-                    log(f"  cell {index}, block {block_number}, {name}: {'ok' if ok else 'WRONG'} ({outcome})")
+                    log(
+                        f"  cell {index}, block {block_number}, {name}: {'ok' if ok else 'WRONG'} ({outcome})"
+                    )
                     if not ok:
-                        problems.append(f"{path.name}, block {block_number}, {name}: expected {wanted}, {outcome}")
+                        problems.append(
+                            f"{path.name}, block {block_number}, {name}: expected {wanted}, {outcome}"
+                        )
             error = execute(cell.source, index)
             if error is not None:
                 problems.append(f"{path.name}, cell {index} raised {error[0]}: {error[1][:300]}")
@@ -338,7 +372,9 @@ def mutants(paths: list[Path]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=("build", "check", "mutants", "verify"))
     parser.add_argument("notebooks", nargs="*", help="solution notebooks (default: notebooks/NN_*.ipynb)")
     args = parser.parse_args(argv)

@@ -8,6 +8,7 @@ comparing screenshots, which are kept under ``artifacts/browser/``.
 Run with ``make test-browser`` (it is not part of the default test collection, as it needs
 Chromium: ``apt-get install chromium``).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,16 +42,34 @@ def free_port() -> int:
 def lab(tmp_path_factory):
     port, token = free_port(), "flowlib-browser-test"
     home = tmp_path_factory.mktemp("jupyter-home")
-    env = dict(os.environ, FLOWLIB_FAST="1", TF_CPP_MIN_LOG_LEVEL="2", JUPYTER_CONFIG_DIR=str(home / "config"),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"))
+    env = dict(
+        os.environ,
+        FLOWLIB_FAST="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+    )
     env.pop("CI", None)  # the notebook's CI sentinel is satisfied by FLOWLIB_FAST=1 anyway
     log = open(tmp_path_factory.mktemp("logs") / "lab.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT / 'notebooks'}",
-         "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class="
-         "jupyterlab.NeverCheckForUpdate"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={ROOT / 'notebooks'}",
+            "--ServerApp.open_browser=False",
+            "--allow-root",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -82,9 +101,18 @@ def test_moving_the_slider_redraws_the_figure(lab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
@@ -123,7 +151,9 @@ def test_moving_the_slider_redraws_the_figure(lab):
         page.keyboard.press("Enter")
         page.wait_for_function(
             "([el, text]) => el.innerText.startsWith(text)",
-            arg=[caption.element_handle(), f"layer {last} /"], timeout=60_000)
+            arg=[caption.element_handle(), f"layer {last} /"],
+            timeout=60_000,
+        )
         page.wait_for_timeout(1500)  # the new image replaces the old one
         figure = explorer.locator(".widget-output img").first
         after = ARTIFACTS / f"explorer_layer_{last}.png"
