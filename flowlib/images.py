@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from flowlib import validation
 from flowlib.bijectors import MLP, AffineCoupling
 
 tfb = tfp.bijectors
@@ -131,8 +132,7 @@ def dequantize(images, num_levels: int, *, seed: int = 0, copies: int = 1) -> np
     cube, and ``log P(x) >= E_u[log q(y)] - D log L`` (Jensen).
     """
     levels = check_levels(images, num_levels)
-    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
-        raise ValueError(f"copies must be a positive integer, got {copies!r}")
+    copies = validation.positive_int(copies, "copies")
     stacked = np.concatenate([levels] * copies)
     noise = np.random.default_rng(seed).random(stacked.shape)
     # float32 can round (L - 1 + u) / L up to exactly 1.0; keep the half-open interval.
@@ -157,19 +157,18 @@ def bits_per_dim(nll_nats, num_dims: int, num_levels: int) -> float:
     an upper bound on the discrete model's bits per dimension. A uniform ``q = 1`` gives
     ``log2 L`` (4.09 for the 17 grey levels of the digits).
     """
-    if isinstance(num_dims, bool) or int(num_dims) != num_dims or num_dims < 1:
-        raise ValueError(f"num_dims must be a positive integer, got {num_dims!r}")
-    if isinstance(num_levels, bool) or int(num_levels) != num_levels or num_levels < 2:
-        raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
+    num_dims = validation.positive_int(num_dims, "num_dims")
+    num_levels = validation.integer(num_levels, "num_levels", minimum=2)
     return float((np.mean(nll_nats) + num_dims * math.log(num_levels)) / (num_dims * math.log(2.0)))
 
 
 # --------------------------------------------------------------------------- shapes
 def _check_shape(height: int, width: int, channels: int) -> tuple[int, int, int]:
-    values = (height, width, channels)
-    if any(isinstance(v, bool) or int(v) != v or v < 1 for v in values):
-        raise ValueError(f"height, width and channels must be positive integers, got {values}")
-    return int(height), int(width), int(channels)
+    return (
+        validation.positive_int(height, "height"),
+        validation.positive_int(width, "width"),
+        validation.positive_int(channels, "channels"),
+    )
 
 
 def as_images(vectors, height: int, width: int, channels: int = 1) -> np.ndarray:
@@ -519,8 +518,7 @@ def multiscale_flow(
     :class:`Logit` via :func:`with_preprocessing` for a density on ``[0, 1]^D``).
     """
     height, width, channels = _check_shape(height, width, channels)
-    if network not in ("dense", "conv"):
-        raise ValueError(f"network must be 'dense' or 'conv', got {network!r}")
+    network = validation.choice(network, "network", ("dense", "conv"))
     for label, value in (
         ("num_scales", num_scales),
         ("couplings_per_block", couplings_per_block),
@@ -528,12 +526,7 @@ def multiscale_flow(
         ("hidden", hidden),
         ("num_hidden", num_hidden),
     ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or value < (0 if label == "num_scales" else 1)
-        ):
-            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        validation.integer(value, label, minimum=0 if label == "num_scales" else 1)
     if height % (2**num_scales) or width % (2**num_scales):
         raise ValueError(
             f"{num_scales} scale(s) squeeze {num_scales} time(s): height and width must be "

@@ -161,8 +161,10 @@ def test_squeeze_leaves_trailing_coordinates_in_place():
 def test_squeeze_refuses_odd_sides_and_wrong_sizes():
     with pytest.raises(ValueError, match="even height and width"):
         images.Squeeze(7, 8)
-    with pytest.raises(ValueError, match="positive integers"):
+    with pytest.raises(ValueError, match="channels must be a positive integer"):
         images.Squeeze(8, 8, 0)
+    with pytest.raises(TypeError, match="height must be an integer"):
+        images.Squeeze("8", 8)
     with pytest.raises(ValueError, match="64 coordinates"):
         images.Squeeze(8, 8, 1).forward(np.zeros((2, 63), np.float32))
 
@@ -307,7 +309,7 @@ def test_multiscale_latent_of_a_factored_pixel_ignores_later_layers():
 def test_multiscale_refuses_sides_that_cannot_be_squeezed():
     with pytest.raises(ValueError, match="divisible by 4"):
         images.multiscale_flow(6, 6, 1, num_scales=2)
-    with pytest.raises(ValueError, match="'dense' or 'conv'"):
+    with pytest.raises(ValueError, match="network must be one of 'dense', 'conv'"):
         images.multiscale_flow(network="resnet")
 
 
