@@ -14,11 +14,10 @@ from typing import NoReturn
 
 from flowlib import validation
 
-# The headline flow: the architecture and schedule the sweep in bench/sweep.py chose
-# (flowlib's DEFAULT_* constants), trained for about a minute.
-DEMO_STEPS = 20_000
+# The headline flow and its training settings come from flowlib.recipe (no TensorFlow).
+from flowlib.recipe import DEMO_STEPS, HEADLINE
+
 DEMO_STEPS_FAST = 200
-DEMO_NORMALIZATION = "none"
 
 
 # --------------------------------------------------------------------------- quiet start-up
@@ -111,14 +110,12 @@ _seed = _argument(int, validation.seed, f"an integer from 0 to {validation.MAX_S
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flowlib import flows, train
-
     parser = _Parser(prog="python -m flowlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="train a RealNVP flow on a word and write its figures",
-        description="Train the headline RealNVP flow (a standard normal pushed onto points drawn "
+        help="train the headline flow on a word and write its figures",
+        description="Train the headline flow of flowlib.recipe (a standard normal pushed onto points drawn "
         "from a word rendered as text), print its held-out NLL next to the entropy bound, "
         "and write figures: the layer-by-layer grid, the learned density beside the "
         "target, and the training curve.",
@@ -134,31 +131,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=train.DEFAULT_BATCH_SIZE,
+        default=HEADLINE.batch_size,
         help="points per training step (default: %(default)s)",
     )
     demo.add_argument(
         "--learning-rate",
         type=_positive_float,
-        default=train.DEFAULT_LEARNING_RATE,
+        default=HEADLINE.learning_rate,
         help="Adam's peak learning rate, cosine-decayed (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--layer",
+        choices=("affine", "spline", "maf"),
+        default=HEADLINE.layer,
+        help="kind of layer: affine coupling (RealNVP), rational-quadratic spline coupling, "
+        "or MAF (default: %(default)s)",
     )
     demo.add_argument(
         "--num-layers",
         type=_positive_int,
-        default=flows.DEFAULT_NUM_LAYERS,
-        help="affine coupling layers (default: %(default)s)",
+        default=HEADLINE.num_layers,
+        help="coupling (or autoregressive) layers (default: %(default)s)",
     )
     demo.add_argument(
         "--hidden-units",
         type=_positive_int,
-        default=flows.DEFAULT_HIDDEN_UNITS[0],
+        default=HEADLINE.hidden_units[0],
         help="width of the two hidden layers of each coupling network (default: %(default)s)",
     )
     demo.add_argument(
         "--normalization",
         choices=("batchnorm", "actnorm", "none"),
-        default=DEMO_NORMALIZATION,
+        default=HEADLINE.normalization,
         help="normalisation layer after every second coupling (default: %(default)s, the "
         "sweep's choice; the post's stack is --num-layers 8 --hidden-units 128 "
         "--normalization batchnorm)",
@@ -198,6 +202,18 @@ def _check_out(out: Path) -> str | None:
     return None
 
 
+def demo_recipe(args: argparse.Namespace):
+    """The headline recipe with the architecture the command line asked for."""
+    return HEADLINE.replace(
+        layer=args.layer,
+        num_layers=args.num_layers,
+        hidden_units=(args.hidden_units,) * 2,
+        normalization=args.normalization,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+    )
+
+
 def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """Check every argument of ``demo`` before any work; return the target and the flow.
 
@@ -205,7 +221,7 @@ def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
     (a file is created and removed in it) and the flow's arguments together (built). Each
     problem ends the program through ``parser.error``: one line, exit code 2.
     """
-    from flowlib import data, flows
+    from flowlib import data
 
     try:
         target = data.PictureDistribution.from_text(args.text)
@@ -215,12 +231,7 @@ def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
     if problem:
         parser.error(f"argument --out: {problem}")
     try:
-        flow = flows.realnvp(
-            num_layers=args.num_layers,
-            hidden_units=(args.hidden_units,) * 2,
-            normalization=args.normalization,
-            seed=args.seed,
-        )
+        flow = demo_recipe(args).build(seed=args.seed)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     return target, flow
@@ -241,7 +252,8 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     x_train = target.sample(num_train, seed=args.seed)
     x_test = target.sample(num_test, seed=args.seed + 1)
     print(
-        f"training a RealNVP with {args.num_layers} couplings ({flows.num_parameters(flow):,} parameters) "
+        f"training a flow of {args.num_layers} {args.layer} layers "
+        f"({flows.num_parameters(flow):,} parameters) "
         f"on “{target.name}” for {steps} steps"
     )
     history = train.fit(

@@ -108,21 +108,25 @@ def layer_explorer(
 
 
 def word_trainer(*, text: str = "Ada", steps: int = 1500, static: bool | None = None, **flow_kwargs) -> Any:
-    """Train a RealNVP flow on a word typed in a text box, with a live loss plot.
+    """Train the headline flow (:data:`flowlib.recipe.HEADLINE`) on a word typed in a text box.
 
-    Returns the widget; without a front end (or ``static=True``) it trains on ``text``
+    ``flow_kwargs`` change fields of the recipe (e.g. ``num_layers=4``); a live loss plot
+    follows the training. Returns the widget; without a front end (or ``static=True``) it trains on ``text``
     once and returns the density figure.
     """
     from flowlib import data as data_module
-    from flowlib import flows, metrics, plotting, train, validation
+    from flowlib import metrics, plotting, recipe, train, validation
 
     steps = validation.positive_int(steps, "steps")
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {text!r}")
 
     def run(target, on_progress=None):
-        flow = flows.realnvp(**flow_kwargs)
-        history = train.fit(flow, target.sample(50_000, seed=0), steps=steps, callback=on_progress)
+        chosen = recipe.HEADLINE.replace(**flow_kwargs)
+        flow = chosen.build()
+        history = train.fit(
+            flow, target.sample(50_000, seed=0), steps=steps, callback=on_progress, **chosen.fit_kwargs()
+        )
         result = metrics.evaluate(flow, target, target.sample(10_000, seed=1))
         return target, flow, history, result
 
