@@ -30,24 +30,22 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from flowlib import validation
 from flowlib.bijectors import (
     FlowBijector,
     affine_forward,
     affine_inverse,
     bounded,
-    check_bound,
-    check_hidden_units,
 )
 
 AffineStep = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
 def check_autoregressive_dim(dim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"dim must be an integer, got {dim!r}")
+    dim = validation.integer(dim, "dim")
     if dim < 2:
         raise ValueError(f"an autoregressive layer needs dim >= 2, got dim={dim}")
-    return int(dim)
+    return dim
 
 
 def made_masks(dim: int, hidden_units: Sequence[int], params: int) -> list[np.ndarray]:
@@ -91,7 +89,7 @@ class MADE(tf.Module):
     ):
         super().__init__(name=name)
         self.dim, self.params = check_autoregressive_dim(dim), int(params)
-        hidden_units = check_hidden_units(hidden_units)
+        hidden_units = validation.positive_ints(hidden_units, "hidden_units")
         self.masks = [tf.constant(m) for m in made_masks(self.dim, hidden_units, self.params)]
         sizes = [self.dim, *hidden_units, self.dim * self.params]
         self.kernels: list[tf.Variable] = []
@@ -145,7 +143,7 @@ class MAF(FlowBijector):
     ):
         parameters = dict(locals())
         self.dim = check_autoregressive_dim(dim)
-        self.max_log_scale = check_bound(max_log_scale, "max_log_scale")
+        self.max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
         if network is None:
             network = MADE(self.dim, 2, hidden_units, seed=seed, name=f"{name}_network")
         elif not callable(network):

@@ -201,32 +201,6 @@ def bounded(raw: tf.Tensor, bound: float | None) -> tf.Tensor:
     return c * tf.tanh(raw / c)
 
 
-def check_bound(value: float | None, name: str) -> float | None:
-    """A positive finite float or None, else a ``ValueError`` naming ``name``."""
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not np.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
-    return float(value)
-
-
-def check_hidden_units(hidden_units: Sequence[int]) -> tuple[int, ...]:
-    """``hidden_units`` as a tuple of positive ints, else an error naming ``hidden_units``."""
-    if isinstance(hidden_units, (str, bytes)) or not hasattr(hidden_units, "__iter__"):
-        raise TypeError(f"hidden_units must be a sequence of integers, got {hidden_units!r}")
-    units = tuple(hidden_units)
-    if not units or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0 for h in units):
-        raise ValueError(
-            f"hidden_units must be a non-empty sequence of positive integers, got {hidden_units!r}"
-        )
-    return tuple(int(h) for h in units)
-
-
 # --------------------------------------------------------------------------- coupling
 class Coupling(FlowBijector):
     """Shared split/merge machinery of the coupling layers (see the module docstring).
@@ -252,7 +226,7 @@ class Coupling(FlowBijector):
             network = MLP(
                 len(self._kept),
                 self.outputs_per_changed * len(self._changed),
-                check_hidden_units(hidden_units),
+                validation.positive_ints(hidden_units, "hidden_units"),
                 seed=seed,
                 name=f"{name}_network",
             )

@@ -296,9 +296,7 @@ def spline_flow(
 
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
     num_bins = check_bins(num_bins)
-    if bound is None:
-        raise ValueError("bound must be a positive finite number, got None")
-    bound = _bijectors.check_bound(bound, "bound")
+    bound = validation.positive_float(bound, "bound")
     mask = half_mask(dim)
     return _stack(
         lambda i: SplineCoupling(
@@ -338,7 +336,7 @@ def maf(
     from flowlib.autoregressive import IAF, MAF
 
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
-    max_log_scale = _bijectors.check_bound(max_log_scale, "max_log_scale")
+    max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
     kind, prefix = (IAF, "iaf") if inverse else (MAF, "maf")
     return _stack(
         lambda i: kind(

@@ -28,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from flowlib.bijectors import Coupling, Network, check_bound
+from flowlib import validation
+from flowlib.bijectors import Coupling, Network
 
 tfb = tfp.bijectors
 
@@ -43,8 +44,7 @@ def check_bins(num_bins: int) -> int:
     at 1 to meet the identity tails, and the one rational-quadratic with equal width and
     height and unit end slopes is the identity, whatever the network says.
     """
-    if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)):
-        raise TypeError(f"num_bins must be an integer, got {num_bins!r}")
+    num_bins = validation.integer(num_bins, "num_bins")
     if num_bins < 2:
         raise ValueError(
             f"num_bins must be at least 2 (one bin with identity tails is the identity), got {num_bins}"
@@ -105,9 +105,7 @@ class SplineCoupling(Coupling):
     ):
         parameters = dict(locals())
         self.num_bins = check_bins(num_bins)
-        if bound is None:
-            raise ValueError("bound must be a positive finite number, got None")
-        self.bound = check_bound(bound, "bound")
+        self.bound = validation.positive_float(bound, "bound")
         super().__init__(
             mask,
             network,
