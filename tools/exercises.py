@@ -359,11 +359,27 @@ def run_mutants(path: Path, log=print) -> list[str]:
     return problems
 
 
-def mutants(paths: list[Path]) -> int:
+def _mutants_of_one(path: Path) -> tuple[list[str], list[str]]:
+    """``run_mutants`` in a worker process: its log lines and its problems."""
+    lines: list[str] = []
+    problems = run_mutants(path, log=lines.append)
+    return lines, problems
+
+
+def mutants(paths: list[Path], jobs: int = 2) -> int:
+    """Run every notebook's mutants, ``jobs`` notebooks at a time (each in its own kernel)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     failures = 0
+    # The last notebooks train the most: start them first so the two workers finish together.
+    order = sorted(paths, key=lambda path: path.name, reverse=True)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        results = dict(zip(order, pool.map(_mutants_of_one, order)))
     for path in paths:
-        print(f"{path.name}:", flush=True)
-        problems = run_mutants(path, log=lambda line: print(line, flush=True))
+        lines, problems = results[path]
+        print(f"{path.name}:")
+        for line in lines:
+            print(line)
         for problem in problems:
             print(f"  - {problem}")
         failures += bool(problems)
@@ -377,9 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=("build", "check", "mutants", "verify"))
     parser.add_argument("notebooks", nargs="*", help="solution notebooks (default: notebooks/NN_*.ipynb)")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks run at once by `mutants` (default: 2)")
     args = parser.parse_args(argv)
     paths = sources(args.notebooks)
-    return {"build": build, "check": check, "mutants": mutants, "verify": verify}[args.command](paths)
+    if args.command == "mutants":
+        return mutants(paths, jobs=max(1, args.jobs))
+    return {"build": build, "check": check, "verify": verify}[args.command](paths)
 
 
 if __name__ == "__main__":
