@@ -10,6 +10,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10 (the oldest-versions run)
     import tomli as tomllib
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +137,11 @@ def test_license_metadata():
     assert citation["version"] == pyproject["project"]["version"]
     assert set(citation["license"]) == {"MIT", "CC-BY-4.0"}
     assert f"## [{pyproject['project']['version']}]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+@pytest.mark.parametrize("run", ["oldest", "colab", "newest"])
+def test_every_run_installs_every_core_dependency(run):
+    """Each pinned run installs flowlib with --no-deps, so it must name every core dependency."""
+    named = requirements(ROOT / "tests" / run / "requirements.txt")
+    missing = sorted(name.replace("_", "-") for name in declared() if name.replace("_", "-") not in named)
+    assert not missing, f"tests/{run}/requirements.txt lacks {missing}"
