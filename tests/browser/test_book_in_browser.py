@@ -66,7 +66,7 @@ LINKS = "() => Array.from(document.querySelectorAll('a[href]')).map(a => a.href)
 IDS = "() => Array.from(document.querySelectorAll('[id]')).map(e => e.id)"
 
 
-def test_every_page_loads_with_its_images_and_links(site):
+def test_every_page_loads_with_its_images_and_links(site, launch_chromium):
     from playwright.sync_api import sync_playwright
 
     pages = pages_on_disk()
@@ -84,20 +84,7 @@ def test_every_page_loads_with_its_images_and_links(site):
         return request_route.abort()
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-            ],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.route("**/*", route)
         page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))

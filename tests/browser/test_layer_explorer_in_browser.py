@@ -94,25 +94,13 @@ def difference(a: Path, b: Path) -> float:
     return float(np.mean(np.abs(first - second) > 16))
 
 
-def test_moving_the_slider_redraws_the_figure(lab):
+def test_moving_the_slider_redraws_the_figure(lab, launch_chromium):
     from playwright.sync_api import sync_playwright
 
     url, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
