@@ -63,13 +63,14 @@ def train_for_budget(
     *,
     seed: int = 0,
     return_flow: bool = False,
-    jit_compile: bool = False,
+    jit_compile: bool | None = None,
     steps: int | None = None,
 ):
     """Train ``config`` for ``budget`` seconds of ``fit`` and evaluate it on ``x_test``.
 
     With ``steps``, train for that many steps instead (cosine over the steps, no time
     budget): a comparison at equal steps, which the load of a shared machine cannot bias.
+    ``jit_compile`` overrides the recipe's (None: the recipe's own).
     """
     import contextlib
     import io
@@ -80,6 +81,9 @@ def train_for_budget(
 
     load_before = _common.load()
     flow = config.build(seed=seed)
+    fit_kwargs = config.fit_kwargs()
+    if jit_compile is not None:
+        fit_kwargs["jit_compile"] = jit_compile
     with contextlib.redirect_stdout(io.StringIO()):  # fit's "stopped: the time budget is spent"
         if steps is None:
             history = train.fit(
@@ -91,8 +95,7 @@ def train_for_budget(
                 max_seconds=budget,
                 schedule_by_time=True,
                 progress=False,
-                jit_compile=jit_compile,
-                **config.fit_kwargs(),
+                **fit_kwargs,
             )
         else:
             history = train.fit(
@@ -102,8 +105,7 @@ def train_for_budget(
                 steps_per_call=50,
                 seed=seed,
                 progress=False,
-                jit_compile=jit_compile,
-                **config.fit_kwargs(),
+                **fit_kwargs,
             )
     times = history.times
     rate = 50 * (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")

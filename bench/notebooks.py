@@ -16,6 +16,7 @@ and full mode under 3 minutes per notebook, everything under 2 GB resident.
 
     .venv/bin/python bench/notebooks.py                   # all notebooks, both modes, and the demo
     .venv/bin/python bench/notebooks.py --modes fast 01 05   # only some
+    .venv/bin/python bench/notebooks.py --no-demo --name notebooks_08_09 08 09   # into another file
 """
 
 from __future__ import annotations
@@ -134,13 +135,16 @@ def main(argv=None) -> None:
     parser.add_argument("--modes", nargs="+", choices=("fast", "full"), default=["fast", "full"])
     parser.add_argument("--no-demo", action="store_true")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--name", default="notebooks", help="results file bench/results/NAME.txt (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
 
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in args.only)]
     saved_environment = dict(os.environ)
-    with _common.recorded("notebooks", enabled=not args.no_record):
+    with _common.recorded(args.name, enabled=not args.no_record):
         _common.header("notebooks: wall time and peak resident memory, fast (CI) and full (reader) mode")
         print(
             "# each notebook executed with nbclient in a temporary copy of notebooks/ "

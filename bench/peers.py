@@ -77,6 +77,7 @@ LABELS = {
     "normflows_realnvp": "normflows RealNVP (README: 32 couplings)",
     "normflows_spline": "normflows NSF (8 AR splines + LU, 128x2)",
     "flowlib_spline_equal": "flowlib spline coupling (3, (64, 64), 8 bins)",
+    "flowlib_spline_equal_xla": "flowlib spline coupling, same, fit(jit_compile=True)",
     "zuko_nsf_equal": "zuko NSF (3, (64, 64), 8 bins)",
 }
 OTHER_TARGETS = ("Ada", "Glow", "image:heart")
@@ -142,7 +143,9 @@ def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool, th
 
     target, x_train, x_test = target_and_data(target_name)
     _budget.warm_up(x_train)  # imports and first traces of TFP, outside the budget (as in quality.py)
-    if model == "flowlib_spline_equal":  # the step rate only: a fixed number of steps, whatever the load
+    if model.startswith(
+        "flowlib_spline_equal"
+    ):  # the step rate only: a fixed number of steps, whatever the load
         from flowlib import flows, train
 
         config = _SplineAtNsfShape()
@@ -156,6 +159,7 @@ def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool, th
             learning_rate=config.learning_rate,
             seed=0,
             progress=False,
+            jit_compile=model.endswith("_xla"),
         )
         times = history.times
         rate = 50 * (len(times) - 1) / (times[-1] - times[0])
@@ -321,7 +325,7 @@ def _torch_probe(model: str, seconds: float) -> dict:
 
 
 def worker(spec: dict) -> None:
-    if spec["model"] in ("flowlib", "flowlib_spline_equal"):
+    if spec["model"].startswith("flowlib"):
         result = _flowlib_run(
             spec["model"], spec["target"], spec["budget"], spec["evaluate"], spec.get("threads")
         )
@@ -423,6 +427,11 @@ def main(argv=None) -> int:
     parser.add_argument("--probe", type=float, default=4.0, help="seconds per thread-count probe (default 4)")
     parser.add_argument("--python", default=None, help="interpreter with torch, zuko, normflows and flowlib")
     parser.add_argument("--no-other-targets", action="store_true", help="only 'Flow'")
+    parser.add_argument(
+        "--spline-step-only",
+        action="store_true",
+        help="only the spline coupling step against zuko's NSF (recorded as peers_spline_step.txt)",
+    )
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -448,7 +457,9 @@ def main(argv=None) -> int:
         )
         return 0
 
-    with _common.recorded("peers", enabled=not args.no_record):
+    with _common.recorded(
+        "peers_spline_step" if args.spline_step_only else "peers", enabled=not args.no_record
+    ):
         start = time.perf_counter()
         # The header of _common.header, without importing TensorFlow here (minutes on a loaded machine):
         # the versions come from the workers' interpreter's package metadata.
@@ -474,8 +485,11 @@ def main(argv=None) -> int:
             f"cosine decay over the budget, {NUM_TRAIN:,} training / {NUM_TEST:,} held-out points"
         )
 
-        print(f"\n## 'Flow', {args.budget:g} s each, one process at a time\n{HEADER}")
         order = ["flowlib", "zuko_nsf", "zuko_realnvp", "normflows_realnvp", "normflows_spline"]
+        if args.spline_step_only:
+            order = []
+        else:
+            print(f"\n## 'Flow', {args.budget:g} s each, one process at a time\n{HEADER}")
         results: dict[str, list[dict]] = {}
         best_threads: dict[str, int] = {}
         probes: list[str] = []
@@ -491,24 +505,25 @@ def main(argv=None) -> int:
                     f"#   {LABELS[model]:<46} 1 thread: {result['rates']['1']:6.1f} steps/s, "
                     f"2 threads: {result['rates']['2']:6.1f} steps/s -> {result['threads']}"
                 )
-        print(
-            f"# torch's threads, chosen per peer in the same process before its run ({args.probe:g} s "
-            "probes on a throw-away copy of the model, threads 1, 2, 1, 2, best of each; "
-            "OMP_WAIT_POLICY=PASSIVE):"
-        )
-        print("\n".join(probes))
+        if order:
+            print(
+                f"# torch's threads, chosen per peer in the same process before its run ({args.probe:g} s "
+                "probes on a throw-away copy of the model, threads 1, 2, 1, 2, best of each; "
+                "OMP_WAIT_POLICY=PASSIVE):"
+            )
+            print("\n".join(probes))
 
-        def gap(model):
-            values = [r["gap"] for r in results[model] if "gap" in r and math.isfinite(r["gap"])]
-            return min(values) if values else math.inf
+            def gap(model):
+                values = [r["gap"] for r in results[model] if "gap" in r and math.isfinite(r["gap"])]
+                return min(values) if values else math.inf
 
-        best_peer = min(TORCH_PEERS, key=gap)
-        headline = gap("flowlib")
-        print(
-            f"# best peer on 'Flow': {LABELS[best_peer]} (gap {gap(best_peer):.3f}); "
-            f"flowlib headline's best gap "
-            f"{headline:.3f} = {headline / gap(best_peer):.2f} x the best peer's"
-        )
+            best_peer = min(TORCH_PEERS, key=gap)
+            headline = gap("flowlib")
+            print(
+                f"# best peer on 'Flow': {LABELS[best_peer]} (gap {gap(best_peer):.3f}); "
+                f"flowlib headline's best gap "
+                f"{headline:.3f} = {headline / gap(best_peer):.2f} x the best peer's"
+            )
 
         print(
             "\n## the spline coupling step against zuko's NSF at equal shape "
@@ -516,24 +531,29 @@ def main(argv=None) -> int:
         )
         if has_spline(python):
             rates = {}
-            for model in ("zuko_nsf_equal", "flowlib_spline_equal", "zuko_nsf_equal"):
+            for model in (
+                "zuko_nsf_equal",
+                "flowlib_spline_equal",
+                "flowlib_spline_equal_xla",
+                "zuko_nsf_equal",
+            ):
                 threads = (
                     best_threads.get("zuko_nsf", 1) if model == "zuko_nsf_equal" else 0
                 )  # 0: TF's defaults
                 result = run(python, model, "Flow", 1e9, evaluate=False, threads=threads)  # RATE_STEPS
                 rates.setdefault(model, []).append(result.get("rate", float("nan")))
                 print(row("Flow", model, result), flush=True)
-            flowlib_rate = max(
-                [r for r in rates["flowlib_spline_equal"] if math.isfinite(r)], default=math.nan
-            )
             zuko_rate = max([r for r in rates["zuko_nsf_equal"] if math.isfinite(r)], default=math.nan)
-            print(
-                f"# spline coupling step: {flowlib_rate:.1f} steps/s against zuko NSF's {zuko_rate:.1f}: "
-                f"{flowlib_rate / zuko_rate:.2f}x (zuko: the better of its two runs)"
-            )
+            for model, how in (("flowlib_spline_equal", "plain"), ("flowlib_spline_equal_xla", "XLA")):
+                flowlib_rate = max([r for r in rates[model] if math.isfinite(r)], default=math.nan)
+                print(
+                    f"# spline coupling step ({how}): {flowlib_rate:.1f} steps/s against zuko NSF's "
+                    f"{zuko_rate:.1f} (eager PyTorch, its documented use; the better of its two runs): "
+                    f"{flowlib_rate / zuko_rate:.2f}x"
+                )
         else:
             print("# skipped: this flowlib has no spline coupling flow (flows.spline_flow)")
-        if not args.no_other_targets:
+        if order and not args.no_other_targets:
             print(
                 "\n## targets the headline was not tuned on: flowlib headline and the best peer, "
                 f"interleaved\n{HEADER}"

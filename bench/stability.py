@@ -1,17 +1,18 @@
 """How often does flowlib's default recipe meet a non-finite loss?
 
-Trains the headline flow (``flows.realnvp()`` with its default arguments) on the default
-word ("Flow", 100,000 training points, like ``python -m flowlib demo``) with
-``train.fit``'s defaults apart from ``steps``, ``seed`` and the learning rate: once per
-seed at the default learning rate and once at three times it. Every run counts as
+Trains the headline recipe (:data:`flowlib.recipe.HEADLINE`: its architecture, batch,
+schedule and learning rate; with ``--layer`` the same recipe with another layer kind,
+e.g. ``--layer maf``) on the default word ("Flow", 100,000 training points, like
+``python -m flowlib demo``): once per seed at the recipe's learning rate and once at
+three times it. Every run counts as
 *non-finite* if the guard in ``fit`` had to step in at all: a rescue (a NaN or infinite
 loss, or non-finite weights, after which the last good state is restored and the
 learning rate halved) or a stop (too many rescues). The table reports the runs with
 such an event, the rescues and stops in total, and the held-out gap to the entropy
 bound (nats) the runs reached.
 
-Nothing here is asserted: it prints figures. It is slow at full size (40 runs of the
-demo's 4000 steps: 30 minutes measured on two shared CPU cores, longer when they are
+Nothing here is asserted: it prints figures. It is slow at full size (40 runs of
+4000 steps: 30 minutes measured on two shared CPU cores, longer when they are
 busy), so run it in the background::
 
     nohup .venv/bin/python bench/stability.py > bench/results/stability.txt 2> /tmp/stability.err &
@@ -33,17 +34,16 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# The demo's default number of steps (flowlib/__main__.py, run_demo: 4000, or 200 in fast mode).
-DEMO_STEPS = 4000
+# Steps per run: a fifth of the demo's (flowlib.recipe.DEMO_STEPS), with the cosine schedule
+# over them, so the learning rate stays near its peak for longer in steps than in the demo.
+STEPS = 4000
 NUM_TRAIN, NUM_TEST = 100_000, 50_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="runs per learning rate (default: %(default)s)")
-    parser.add_argument(
-        "--steps", type=int, default=None, help=f"training steps per run (default: the demo's {DEMO_STEPS})"
-    )
+    parser.add_argument("--steps", type=int, default=None, help=f"training steps per run (default: {STEPS})")
     parser.add_argument(
         "--factor",
         type=float,
@@ -51,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the second learning rate is this times the default (default: %(default)s)",
     )
     parser.add_argument("--text", default="Flow", help="the word to learn (default: %(default)s)")
+    parser.add_argument(
+        "--layer",
+        choices=("affine", "spline", "maf"),
+        default=None,
+        help="the headline recipe with this layer kind (default: the headline's own)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -70,17 +76,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_one(target, learning_rate: float, seed: int, steps: int, num_train: int, num_test: int):
-    """Train one default flow; return (history, evaluation, guard messages)."""
-    from flowlib import flows, metrics, train
+def run_one(recipe, target, learning_rate: float, seed: int, steps: int, num_train: int, num_test: int):
+    """Train one flow of ``recipe``; return (history, evaluation, guard messages)."""
+    from flowlib import metrics, train
 
     x_train = target.sample(num_train, seed=seed)
     x_test = target.sample(num_test, seed=seed + 1)
-    flow = flows.realnvp(seed=seed)
+    flow = recipe.build(seed=seed)
     messages = io.StringIO()
     with contextlib.redirect_stdout(messages):  # fit prints each rescue; we report them below
         history = train.fit(
-            flow, x_train, steps=steps, learning_rate=learning_rate, seed=seed, progress=False
+            flow,
+            x_train,
+            steps=steps,
+            seed=seed,
+            progress=False,
+            **recipe.replace(learning_rate=learning_rate).fit_kwargs(),
         )
     return history, metrics.evaluate(flow, target, x_test), history.events
 
@@ -88,7 +99,7 @@ def run_one(target, learning_rate: float, seed: int, steps: int, num_train: int,
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seeds = 2 if args.quick else args.seeds
-    steps = args.steps or (100 if args.quick else DEMO_STEPS)
+    steps = args.steps or (100 if args.quick else STEPS)
     num_train, num_test = (20_000, 5_000) if args.quick else (NUM_TRAIN, NUM_TEST)
 
     import tensorflow as tf
@@ -98,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import tensorflow_probability as tfp
 
-    from flowlib import data, flows, train
+    from flowlib import data, train
+    from flowlib.recipe import HEADLINE
 
+    recipe = HEADLINE if args.layer is None else HEADLINE.replace(layer=args.layer)
     target = data.PictureDistribution.from_text(args.text)
-    default_lr = train.DEFAULT_LEARNING_RATE
+    default_lr = recipe.learning_rate
     rates = [default_lr, args.factor * default_lr]
 
     print("# Stability of flowlib's default recipe (bench/stability.py)")
@@ -109,21 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         f"# {datetime.datetime.now().isoformat(timespec='seconds')} | {platform.node()} | "
         f"{os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__}"
     )
-    flow_defaults = inspect.signature(flows.realnvp).parameters
-    fit_defaults = inspect.signature(train.fit).parameters
+    print(f"# recipe: {recipe.label()}")
     print(
-        "# flow: flows.realnvp() defaults: "
-        + ", ".join(
-            f"{name}={flow_defaults[name].default!r}"
-            for name in ("num_layers", "hidden_units", "normalization", "max_log_scale")
-        )
-    )
-    print(
-        "# training: train.fit defaults ("
-        + ", ".join(
-            f"{name}={fit_defaults[name].default!r}" for name in ("batch_size", "schedule", "max_retries")
-        )
-        + f") with steps={steps}; data: “{target.name}”, {num_train:,} training and "
+        f"# steps={steps}, max_retries={inspect.signature(train.fit).parameters['max_retries'].default}; "
+        f"data: “{target.name}”, {num_train:,} training and "
         f"{num_test:,} held-out points per seed; entropy bound {target.entropy():.3f} nats"
     )
     print(
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for seed in range(seeds):
             for rate in rates:
-                history, evaluation, events = run_one(target, rate, seed, steps, num_train, num_test)
+                history, evaluation, events = run_one(recipe, target, rate, seed, steps, num_train, num_test)
                 results[rate].append((history, evaluation))
                 print(
                     f"{rate:>7g} {seed:>4d} {history.rescues:>7d} {str(history.stopped):>7} "

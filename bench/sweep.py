@@ -12,9 +12,12 @@ and move on to the next setting with it. The order:
 5. schedule and peak learning rate: cosine or constant, at the matched rate or 3 times it
    (1e-3 and 3e-3 at batch 512)
 
-6. (``--stage layers``, from the best affine recipe) the layer kind: affine coupling,
-   rational-quadratic spline coupling (bins 8 / 16, bound 4 / 5, depth 6 / 8, learned LU
-   mixing, ActNorm), MAF; then the winner's peak learning rate (x1, x2)
+6. (``--stage layers``, from the best affine recipe, every run compiled with XLA) the
+   layer kind: affine coupling, rational-quadratic spline coupling (8 layers, 8 bins on
+   [-4, 4]), MAF, the spline flow with learned LU mixing; if a spline flow wins:
+7. its bins: 8 / 16 / 32
+8. its peak learning rate: the affine recipe's 7e-4 / 2e-3
+9. its depth: 4 / 6 / 8 couplings
 
 Every run trains a fresh flow (seed 0) on the word "Flow" (100,000 training points) for
 the same budget of wall-clock seconds of ``train.fit``, compilation included, sized as
@@ -157,13 +160,13 @@ def main(argv=None) -> None:
 
 
 def layer_stage(run, choose, base=None, first: int | None = None) -> None:
-    """Stage 6: the layer kind at the affine sweep's optimiser settings, then the winner's peak rate."""
+    """Stages 6-9: the layer kind, then the spline's bins, peak learning rate and depth (all with XLA)."""
     from flowlib.recipe import AFFINE
 
-    base = base or AFFINE
+    base = dataclasses.replace(base or AFFINE, jit_compile=True)
     print(
         f"\n## 6. layer kind (optimiser of the affine recipe: batch {base.batch_size}, "
-        f"lr {base.learning_rate:g}, {base.schedule})"
+        f"lr {base.learning_rate:g}, {base.schedule}, XLA)"
     )
     spline = dataclasses.replace(
         base, layer="spline", num_layers=8, hidden_units=(64, 64), num_bins=8, bound=4.0
@@ -172,23 +175,25 @@ def layer_stage(run, choose, base=None, first: int | None = None) -> None:
         base,
         spline,
         dataclasses.replace(base, layer="maf", num_layers=8, hidden_units=(64, 64)),
-        dataclasses.replace(spline, num_bins=16),
         dataclasses.replace(spline, permutation="lu"),
-        dataclasses.replace(spline, bound=5.0),
-        dataclasses.replace(spline, num_layers=6),
-        dataclasses.replace(spline, normalization="actnorm"),
     ]
     results = [run(config) for config in candidates[:first]]
     best = choose(results, lambda r: -r.rate).config  # among near-ties, the faster step
     print(f"-> {best.label()}")
-    if first is not None:
+    if first is not None or best.layer != "spline":
         return
-    print("\n## 7. the winner's peak learning rate")
-    results = [
-        run(dataclasses.replace(best, learning_rate=float(f"{f * best.learning_rate:.2g}"))) for f in (1, 2)
-    ]
+    print("\n## 7. spline bins")
+    results = [run(dataclasses.replace(best, num_bins=k)) for k in (8, 16, 32)]
+    best = choose(results, lambda r: r.config.num_bins).config
+    print(f"-> {best.num_bins} bins")
+    print("\n## 8. peak learning rate (x1, about x3)")
+    results = [run(dataclasses.replace(best, learning_rate=rate)) for rate in (best.learning_rate, 2e-3)]
     best = choose(results, lambda r: r.config.learning_rate).config
     print(f"-> {best.learning_rate:g}")
+    print("\n## 9. depth")
+    results = [run(dataclasses.replace(best, num_layers=d)) for d in (4, 6, 8)]
+    best = choose(results, lambda r: r.config.num_layers).config
+    print(f"-> {best.num_layers} layers")
     print("\n## chosen headline:")
     run(best)
 

@@ -15,7 +15,7 @@ from typing import NoReturn
 from flowlib import validation
 
 # The headline flow and its training settings come from flowlib.recipe (no TensorFlow).
-from flowlib.recipe import DEMO_STEPS, HEADLINE
+from flowlib.recipe import DEMO_STEPS, HEADLINE, RECIPES
 
 DEMO_STEPS_FAST = 200
 
@@ -131,41 +131,44 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=HEADLINE.batch_size,
-        help="points per training step (default: %(default)s)",
+        default=None,
+        help=f"points per training step (default: the layer's recipe, {HEADLINE.batch_size} for the headline)",
     )
     demo.add_argument(
         "--learning-rate",
         type=_positive_float,
-        default=HEADLINE.learning_rate,
-        help="Adam's peak learning rate, cosine-decayed (default: %(default)s)",
+        default=None,
+        help="Adam's peak learning rate, cosine-decayed (default: the layer's recipe, "
+        f"{HEADLINE.learning_rate:g} for the headline)",
     )
     demo.add_argument(
         "--layer",
         choices=("affine", "spline", "maf"),
         default=HEADLINE.layer,
         help="kind of layer: affine coupling (RealNVP), rational-quadratic spline coupling, "
-        "or MAF (default: %(default)s)",
+        "or MAF, each with its recipe of flowlib.recipe.RECIPES (default: %(default)s, the headline)",
     )
     demo.add_argument(
         "--num-layers",
         type=_positive_int,
-        default=HEADLINE.num_layers,
-        help="coupling (or autoregressive) layers (default: %(default)s)",
+        default=None,
+        help=f"coupling (or autoregressive) layers (default: the layer's recipe, {HEADLINE.num_layers} "
+        "for the headline)",
     )
     demo.add_argument(
         "--hidden-units",
         type=_positive_int,
-        default=HEADLINE.hidden_units[0],
-        help="width of the two hidden layers of each coupling network (default: %(default)s)",
+        default=None,
+        help="width of the two hidden layers of each layer's network (default: the layer's recipe, "
+        f"{HEADLINE.hidden_units[0]} for the headline)",
     )
     demo.add_argument(
         "--normalization",
         choices=("batchnorm", "actnorm", "none"),
-        default=HEADLINE.normalization,
-        help="normalisation layer after every second coupling (default: %(default)s, the "
-        "sweep's choice; the post's stack is --num-layers 8 --hidden-units 128 "
-        "--normalization batchnorm)",
+        default=None,
+        help="normalisation layer after every second coupling (default: the layer's recipe, "
+        f"{HEADLINE.normalization!r} for the headline; the post's stack is --layer affine "
+        "--num-layers 8 --hidden-units 128 --normalization batchnorm)",
     )
     demo.add_argument(
         "--num-samples",
@@ -203,15 +206,15 @@ def _check_out(out: Path) -> str | None:
 
 
 def demo_recipe(args: argparse.Namespace):
-    """The headline recipe with the architecture the command line asked for."""
-    return HEADLINE.replace(
-        layer=args.layer,
+    """The recipe of the layer kind asked for, with the settings the command line changed."""
+    changes = dict(
         num_layers=args.num_layers,
-        hidden_units=(args.hidden_units,) * 2,
+        hidden_units=None if args.hidden_units is None else (args.hidden_units,) * 2,
         normalization=args.normalization,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
     )
+    return RECIPES[args.layer].replace(**{key: value for key, value in changes.items() if value is not None})
 
 
 def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
@@ -246,24 +249,22 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from flowlib import config, flows, metrics, plotting, train
 
     target, flow = check_demo_arguments(parser, args)
+    chosen = demo_recipe(args)
     fast = args.fast or config.fast_mode()
     steps = args.steps or (DEMO_STEPS_FAST if fast else DEMO_STEPS)
     num_train, num_test = (20_000, 5_000) if fast else (100_000, 50_000)
     x_train = target.sample(num_train, seed=args.seed)
     x_test = target.sample(num_test, seed=args.seed + 1)
     print(
-        f"training a flow of {args.num_layers} {args.layer} layers "
+        f"training a flow of {chosen.num_layers} {chosen.layer} layers "
         f"({flows.num_parameters(flow):,} parameters) "
         f"on “{target.name}” for {steps} steps"
     )
+    fit_kwargs = chosen.fit_kwargs()
+    if fast:  # a few hundred steps: compiling with XLA would take longer than it saves
+        fit_kwargs["jit_compile"] = False
     history = train.fit(
-        flow,
-        x_train,
-        steps=steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        progress=not args.no_progress,
+        flow, x_train, steps=steps, seed=args.seed, progress=not args.no_progress, **fit_kwargs
     )
     if history.steps == 0:
         print(
@@ -302,12 +303,13 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ logging: errors only (its own default shows information too).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The arguments first: a mistyped flag or --help answers at once, without TensorFlow.
+    parser = build_parser()
+    args = parser.parse_args(argv)
     with quiet_tensorflow_startup():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device discovery prints the CUDA noise: do it now
-    parser = build_parser()
-    args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(args, args.command_parser)
     return 2

@@ -190,7 +190,7 @@ plt.show()
 # training batch is normalised with its own noisy mean and variance, which adds noise to
 # every gradient. And a batch norm right after a coupling can undo part of what the
 # coupling learned to stretch, which the next couplings must redo. Notebook 07 measures
-# what batch norm does to training; the series' headline flow uses none.
+# what batch norm does to training; the series' headline flow (notebook 08) uses none.
 #
 # ## 3. Following 8000 points through every layer
 #

@@ -149,9 +149,8 @@ y_grid, log_slope = rq_spline_forward(x_grid, *knots)
 # (their appendix A.3) write it as $\xi = 2c / (-b - \sqrt{b^2 - 4ac})$, a form that does
 # not lose precision when $a$ is close to 0. Then $x = x^{(k)} + \xi w_k$, and $\log
 # |\det|$ of the inverse is $-\log g'(x)$. You write this inverse in Exercise 1; here we
-# check the forward formulas against TFP's own implementation, `tfb.RationalQuadraticSpline`
-# (the spline that flowlib's spline coupling uses), and the log-derivative against a finite
-# difference.
+# check the forward formulas against an implementation written by others, TFP's
+# `tfb.RationalQuadraticSpline`, and the log-derivative against a finite difference.
 
 # %%
 x_knots, y_knots, derivatives = knots
@@ -211,7 +210,10 @@ plt.show()
 # heights and $K - 1$ for the interior derivatives: $3K - 1$ numbers. They are made valid
 # by a softmax (widths and heights: positive, summing to $2B$, with a small minimum size)
 # and a softplus (derivatives: positive). flowlib's `splines.SplineCoupling` does exactly
-# this around `tfb.RationalQuadraticSpline`; its network's last layer starts at zero and
+# this, with the formulas above written in TensorFlow (`splines.rational_quadratic_spline`,
+# which flowlib's tests check against `tfb.RationalQuadraticSpline`: TFP's bijector is
+# general, any batch shape and a cache, and inside a training step it compiles more
+# than twice as long and steps slower). Its network's last layer starts at zero and
 # the offsets are chosen so that zero means equal bins and unit slopes, i.e. the identity,
 # as for the affine coupling. We check the layer the way every layer of the series is
 # checked: a round trip, also far out in the tails, and its log-determinant against
@@ -320,7 +322,7 @@ plt.show()
 # IAF suits fast sampling (for example a variational posterior); a coupling layer, an
 # autoregressive layer with only two blocks, is one pass both ways. Let us measure it:
 # `log_prob` and `sample` of 4-layer coupling, MAF and IAF flows on the same batch of 2,000
-# points, in 2 dimensions (our word) and in 16 (random weights, to see the $D$ passes).
+# points, in 2 dimensions (our word) and in 8 (random weights, to see the $D$ passes).
 
 # %%
 def timed(function, repeats=5):
@@ -356,7 +358,7 @@ def three_kinds(dim):
             "IAF": flows.iaf(dim, num_layers=4, seed=0)}
 
 
-speed = speed_table(three_kinds, dims=(2, 16))
+speed = speed_table(three_kinds, dims=(2, 8))
 print(f"{'dim':>4} {'flow':<20} {'log_prob (ms)':>14} {'sample (ms)':>12}")
 for dim, name, log_prob_ms, sample_ms in speed:
     print(f"{dim:>4} {name:<20} {log_prob_ms:14.1f} {sample_ms:12.1f}")
@@ -364,9 +366,9 @@ for dim, name, log_prob_ms, sample_ms in speed:
 # %% [markdown]
 # Read the table by columns (a full run on a shared 2-core CPU; the milliseconds move
 # with the machine, the ratios are the lesson). In 2 dimensions the three are close,
-# because "$D$ passes" is only two. In 16 dimensions MAF's `sample` makes 16 sequential
-# MADE passes per layer and takes about six times as long as the coupling flow, while
-# IAF samples in one pass (8 ms against 100). IAF's `log_prob` pays its 16 passes (88 ms).
+# because "$D$ passes" is only two. In 8 dimensions MAF's `sample` makes 8 sequential
+# MADE passes per layer and takes about five times as long as the coupling flow, while
+# IAF samples in one pass (3 ms against 13). IAF's `log_prob` pays its 8 passes (16 ms).
 # MAF's `log_prob` should be one pass, yet it is as slow: TFP's
 # `TransformedDistribution.log_prob` maps the data to the latent point with `inverse`
 # and then asks for the log-determinant of `forward` *at that latent point*, and for a
@@ -447,7 +449,7 @@ plt.show()
 # ## 4. Five flows on one target
 #
 # Now all of it on the word, at the same training budget: NICE (additive couplings),
-# RealNVP (affine couplings and swaps, the series' headline recipe), RealNVP with learned
+# RealNVP (affine couplings and swaps, as in notebooks 05 and 06), RealNVP with learned
 # LU mixings instead of the swaps, MAF, and a spline coupling flow. Each trains for the
 # same number of steps with the same recipe (Adam, cosine decay, batches of 256). For each
 # we measure the held-out gap above the entropy bound (an estimate of
@@ -495,7 +497,7 @@ fig, axes = plt.subplots(3, 2, figsize=(12, 7.5))
 axes[0, 0].imshow(target.ink, extent=target.extent, cmap="Greys", interpolation="nearest")
 axes[0, 0].set_title(f"target: uniform on the ink of “{target.name}”", fontsize=10)
 for ax, (name, flow) in zip(axes.flat[1:], trained.items()):
-    _, _, density = plotting.density_grid(flow, frame, resolution=150)
+    _, _, density = plotting.density_grid(flow, frame, resolution=120)
     ax.imshow(density, extent=frame, origin="lower", cmap="magma", interpolation="bilinear")
     ax.set_title(f"{name}: gap {results[name]['gap']:.2f} nats", fontsize=10)
 for ax in axes.flat:
@@ -507,17 +509,21 @@ plt.show()
 # What the table says (the full run above, 1,000 steps each, on a shared 2-core CPU):
 #
 # - **Quality.** At the same number of steps the spline coupling flow is far ahead: a gap
-#   of 0.35 nats against 0.56-0.58 for RealNVP, RealNVP with LU mixing and MAF, and 0.81
+#   of 0.34 nats against 0.55-0.57 for RealNVP, RealNVP with LU mixing and MAF, and 0.81
 #   for NICE, whose volume-preserving couplings cannot concentrate mass on thin strokes.
 #   The learned mixing and the autoregressive layer change little in two dimensions,
 #   where a swap already exchanges the only two coordinates and MAF conditions one
 #   coordinate on the other exactly as a coupling does (plus a learned affine map of the
 #   first coordinate).
-# - **Speed.** The spline's step is the most expensive (searching bins and evaluating a
-#   rational function instead of one multiply-add), about a quarter of MAF's steps per
+# - **Speed.** The spline's step is the most expensive (finding bins and evaluating a
+#   rational function instead of one multiply-add), about a third of MAF's steps per
 #   second here; its density and sampling calls are the slowest for the same reason.
-#   At the same *time* rather than the same number of steps, the gap narrows:
-#   `bench/` measures both.
+# - **The same time instead of the same steps.** Trained for 60 seconds each on a 2-core
+#   CPU, with the training step compiled by XLA (`train.fit(..., jit_compile=True)`), the
+#   spline flow stays ahead, and its lead grows with its settings: 12 affine couplings
+#   reach a gap of 0.18 nats, 8 MAF layers 0.20, 8 spline couplings 0.15, and 4 spline
+#   couplings with 16 bins at a learning rate of 0.002 reach 0.06. That last recipe is the series'
+#   headline flow, `flowlib.recipe.HEADLINE`, which `python -m flowlib demo` trains.
 # - **Size.** With the same networks the parameter counts are close; the spline network
 #   outputs $3K - 1 = 23$ numbers per coordinate instead of 2, hence its extra 11,000.
 
@@ -553,7 +559,7 @@ print({t: f"{100 * on_ink[t]:.1f}% on the ink, mean log q {model_log_density[t]:
 
 # %% [markdown]
 # On this target a lower temperature does not clean the word up: the share of samples on
-# the ink falls slightly (76% at $T = 1$, 71% at $T = 0.5$) and the model's own mean
+# the ink falls slightly (77% at $T = 1$, 72% at $T = 0.5$) and the model's own mean
 # log-density barely moves. The target is *uniform* on the ink, so the model has no
 # confident core to retreat to; the centre of the base maps to the middle of the word,
 # including the gaps between letters. Temperature pays off on targets with a peaked
@@ -569,9 +575,9 @@ print({t: f"{100 * on_ink[t]:.1f}% on the ink, mean log q {model_log_density[t]:
 # - **ActNorm** starts as a standardisation of the data and has no train/eval switch;
 #   an **LU-parametrised linear map** is a learned, cheaply invertible mixing, of which the
 #   fixed swap is one instance.
-# - On the word, at equal steps, the spline coupling flow has the smallest gap (0.35 nats
-#   against 0.56-0.58 for the affine and autoregressive flows, 0.81 for NICE), at about a
-#   quarter of their steps per second.
+# - On the word, at equal steps, the spline coupling flow has the smallest gap (0.34 nats
+#   against 0.55-0.57 for the affine and autoregressive flows, 0.81 for NICE), at about a
+#   third of their steps per second; at equal time, tuned, it reaches 0.06.
 # - A **temperature** below 1 concentrates samples where the base is dense; on a uniform
 #   target that does not help.
 #
@@ -626,6 +632,7 @@ def rq_spline_inverse(y, x_knots, y_knots, derivatives):
 ex1_x = np.linspace(-10, 10, 4001)
 ex1_y, _ = rq_spline_forward(ex1_x, *knots)
 with forbidden((sys.modules[__name__], "rq_spline_forward"), (tfb, "RationalQuadraticSpline"),
+               (splines, "rational_quadratic_spline"),
                (np, "interp"), (np, "roots")):
     ex1_back = rq_spline_inverse(ex1_y, *knots)
 np.testing.assert_allclose(ex1_back, ex1_x, atol=1e-9)  # including both tails
@@ -633,7 +640,8 @@ ex1_raw = tf.constant(np.random.default_rng(5).normal(size=(1, 3 * 8 - 1)), tf.f
 ex1_random = splines.spline_parameters(ex1_raw, 8, 2.0)  # 8 bins on [-2, 2], as a network might choose
 ex1_knots = spline_knots(*(p.numpy()[0] for p in ex1_random), 2.0)
 ex1_y2, _ = rq_spline_forward(ex1_x, *ex1_knots)
-with forbidden((sys.modules[__name__], "rq_spline_forward"), (tfb, "RationalQuadraticSpline")):
+with forbidden((sys.modules[__name__], "rq_spline_forward"), (tfb, "RationalQuadraticSpline"),
+               (splines, "rational_quadratic_spline")):
     np.testing.assert_allclose(rq_spline_inverse(ex1_y2, *ex1_knots), ex1_x, atol=1e-8)
 print("your inverse undoes both splines to 1e-8, tails included")
 

@@ -32,6 +32,39 @@ def test_fit_lowers_the_held_out_nll(data, normalization):
     assert not flows.is_training(flow)  # back in evaluation mode
 
 
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: flows.spline_flow(num_layers=2, hidden_units=(16,), num_bins=6),
+        lambda: flows.realnvp(num_layers=2, hidden_units=(16,), normalization="batchnorm"),
+        lambda: flows.maf(num_layers=2, hidden_units=(16,), normalization="actnorm"),
+    ],
+    ids=["spline", "realnvp-batchnorm", "maf-actnorm"],
+)
+def test_xla_steps_equal_plain_steps(data, build):
+    """fit(jit_compile=True) (the headline's setting) takes the same steps as without XLA."""
+    losses, log_densities = [], []
+    for jit_compile in (False, True):
+        flow = build()
+        untrained = flow.log_prob(data[:256]).numpy()
+        history = train.fit(
+            flow,
+            data,
+            steps=60,
+            steps_per_call=30,
+            learning_rate=3e-3,
+            seed=3,
+            jit_compile=jit_compile,
+            progress=False,
+        )
+        losses.append(np.asarray(history.loss))
+        log_densities.append(flow.log_prob(data[:256]).numpy())
+    # the weights moved, so the comparison is not vacuous
+    assert np.mean(np.abs(log_densities[0] - untrained)) > 0.05
+    np.testing.assert_allclose(losses[1], losses[0], rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(log_densities[1], log_densities[0], rtol=2e-3, atol=2e-3)
+
+
 def test_fit_is_repeatable_with_a_seed(data):
     results = []
     for _ in range(2):
@@ -146,10 +179,10 @@ def test_repeated_fits_do_not_leak_traced_graphs(data):
 
     one_fit(0)  # first-time allocations
     before = resident_mib()
-    for seed in range(1, 9):
+    for seed in range(1, 5):
         one_fit(seed)
     growth = resident_mib() - before
-    assert growth < 40, f"resident memory grew by {growth:.0f} MiB over 8 fits"
+    assert growth < 40, f"resident memory grew by {growth:.0f} MiB over 4 fits"
 
 
 def test_fast_mode_shortens_training(data, monkeypatch):

@@ -1,0 +1,60 @@
+"""The recipes of flowlib.recipe: each builds its layer kind, trains with fit's arguments,
+and the command line and README say what the headline is."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from flowlib import flows, recipe, train
+from flowlib.__main__ import build_parser, demo_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER_TYPES = {"affine": "AffineCoupling", "spline": "SplineCoupling", "maf": "MAF"}
+
+
+@pytest.mark.parametrize("kind", sorted(recipe.RECIPES))
+def test_each_recipe_builds_its_layer_kind(kind):
+    chosen = recipe.RECIPES[kind]
+    assert chosen.layer == kind
+    flow = chosen.build(seed=0)
+    names = [type(layer).__name__ for layer in flows.layers(flow)]
+    assert names.count(LAYER_TYPES[kind]) == chosen.num_layers, names
+    assert set(chosen.fit_kwargs()) <= set(inspect.signature(train.fit).parameters)
+
+
+def test_the_headline_is_one_of_the_recipes():
+    assert recipe.HEADLINE in recipe.RECIPES.values()
+
+
+def test_the_command_line_starts_from_the_layers_recipe():
+    parser = build_parser()
+    for kind, expected in recipe.RECIPES.items():
+        args = parser.parse_args(["demo", "--layer", kind])
+        assert demo_recipe(args) == expected
+    args = parser.parse_args(["demo", "--layer", "affine", "--num-layers", "3", "--learning-rate", "0.01"])
+    assert demo_recipe(args) == recipe.AFFINE.replace(num_layers=3, learning_rate=0.01)
+    assert demo_recipe(parser.parse_args(["demo"])) == recipe.HEADLINE
+    assert isinstance(args, argparse.Namespace)
+
+
+def test_readme_quotes_the_headline():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Defaults, and how they were chosen", 1)[1].split("\n## ", 1)[0]
+    headline = recipe.HEADLINE
+    expected = [
+        f"{headline.num_layers} rational-quadratic spline couplings",
+        f"{headline.num_bins} bins",
+        f"[-{headline.bound:g}, {headline.bound:g}]",
+        f"two hidden layers of {headline.hidden_units[0]}",
+        f"Adam at {headline.learning_rate:g}",
+        f"batches of {headline.batch_size}",
+        f"{recipe.DEMO_STEPS:,} steps",
+    ]
+    missing = [phrase for phrase in expected if phrase not in section]
+    assert not missing, f"README's Defaults section does not say: {missing}"
+    assert headline.layer == "spline" and re.search(r"XLA", section)
