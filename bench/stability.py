@@ -1,8 +1,8 @@
 """How often does flowlib's default recipe meet a non-finite loss?
 
 Trains the headline recipe (:data:`flowlib.recipe.HEADLINE`: its architecture, batch,
-schedule and learning rate; with ``--layer`` the same recipe with another layer kind,
-e.g. ``--layer maf``) on the default word ("Flow", 100,000 training points, like
+schedule and learning rate; with ``--layer`` another kind's recipe of
+``flowlib.recipe.RECIPES``, e.g. ``--layer maf``) on the default word ("Flow", 100,000 training points, like
 ``python -m flowlib demo``): once per seed at the recipe's learning rate and once at
 three times it. Every run counts as
 *non-finite* if the guard in ``fit`` had to step in at all: a rescue (a NaN or infinite
@@ -53,9 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--text", default="Flow", help="the word to learn (default: %(default)s)")
     parser.add_argument(
         "--layer",
-        choices=("affine", "spline", "maf"),
+        choices=("affine", "spline", "maf", "iaf"),
         default=None,
-        help="the headline recipe with this layer kind (default: the headline's own)",
+        help="the recipe of this layer kind (flowlib.recipe.RECIPES; iaf: MAF's recipe with IAF "
+        "layers; default: the headline's own)",
     )
     parser.add_argument(
         "--threads",
@@ -110,9 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow_probability as tfp
 
     from flowlib import data, train
-    from flowlib.recipe import HEADLINE
+    from flowlib.recipe import HEADLINE, RECIPES
 
-    recipe = HEADLINE if args.layer is None else HEADLINE.replace(layer=args.layer)
+    if args.layer is None:
+        recipe = HEADLINE
+    elif args.layer == "iaf":
+        recipe = RECIPES["maf"].replace(layer="iaf")
+    else:
+        recipe = RECIPES[args.layer]
     target = data.PictureDistribution.from_text(args.text)
     default_lr = recipe.learning_rate
     rates = [default_lr, args.factor * default_lr]

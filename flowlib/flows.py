@@ -393,6 +393,9 @@ def one_pass_log_prob(
             raise TypeError(reason)
         return None
 
+    # Not for autograph: the layers have no data-dependent Python control flow, and inside a
+    # user's tf.function converting their source would only cost time (a third of a trace).
+    @tf.autograph.experimental.do_not_convert
     def log_prob(x: tf.Tensor) -> tf.Tensor:
         h, log_det = x, tf.zeros(tf.shape(x)[:-1], x.dtype)
         for layer in reversed(chain):

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-LayerKind = Literal["affine", "spline", "maf"]
+LayerKind = Literal["affine", "spline", "maf", "iaf"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class Recipe:
 
     Attributes:
         layer: ``"affine"`` (:func:`flowlib.flows.realnvp`), ``"spline"``
-            (:func:`flowlib.flows.spline_flow`) or ``"maf"`` (:func:`flowlib.flows.maf`).
+            (:func:`flowlib.flows.spline_flow`), ``"maf"`` (:func:`flowlib.flows.maf`) or
+            ``"iaf"`` (:func:`flowlib.flows.iaf`).
         num_layers: number of coupling / autoregressive layers.
         hidden_units: widths of each layer network's hidden layers.
         normalization: ``"none"``, ``"actnorm"`` or ``"batchnorm"`` after every second layer.
@@ -67,9 +68,9 @@ class Recipe:
             return flows.realnvp(dim, max_log_scale=self.max_log_scale, **common)
         if self.layer == "spline":
             return flows.spline_flow(dim, num_bins=self.num_bins, bound=self.bound, **common)
-        if self.layer == "maf":
-            return flows.maf(dim, max_log_scale=self.max_log_scale, **common)
-        raise ValueError(f"layer must be 'affine', 'spline' or 'maf', got {self.layer!r}")
+        if self.layer in ("maf", "iaf"):
+            return flows.maf(dim, max_log_scale=self.max_log_scale, inverse=self.layer == "iaf", **common)
+        raise ValueError(f"layer must be 'affine', 'spline', 'maf' or 'iaf', got {self.layer!r}")
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The optimiser settings as keyword arguments of :func:`flowlib.train.fit`."""
@@ -87,7 +88,12 @@ class Recipe:
     def label(self) -> str:
         """A one-line description, e.g. for benchmark tables."""
         width = "x".join(str(h) for h in self.hidden_units)
-        kind = {"affine": "affine", "spline": f"spline K={self.num_bins} B={self.bound:g}", "maf": "MAF"}
+        kind = {
+            "affine": "affine",
+            "spline": f"spline K={self.num_bins} B={self.bound:g}",
+            "maf": "MAF",
+            "iaf": "IAF",
+        }
         return (
             f"{self.num_layers:>2} {kind.get(self.layer, self.layer)} ({width}) {self.normalization:<9} "
             f"{self.permutation:<7} batch {self.batch_size:<4} lr {self.learning_rate:.1e} "

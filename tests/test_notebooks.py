@@ -196,3 +196,24 @@ def test_notebook_07_shows_the_recorded_tables():
     assert len(rows) >= 10 and len(summaries) == 2
     for line in rows + summaries:
         assert line.strip() in markdown, f"notebook 07 lacks the recorded line {line!r}"
+
+
+def test_the_mutants_run_skips_only_cells_the_exercises_do_not_read():
+    """Before the first exercise, a cell is kept when an exercise, a check or a wrong answer
+    reads what it binds (transitively); cells after the first exercise are always kept."""
+    tool = _exercises_tool()
+    cells = [
+        "import numpy as np",  # 0: np is read by the exercise: kept
+        "scale = 2.0",  # 1: read by `table`'s cell, which the exercise reads: kept
+        "table = np.arange(3) * scale",  # 2: kept
+        "figure_only = np.ones(5)",  # 3: nobody reads it: skipped
+        "helper = 3",  # 4: only a wrong answer reads it: kept
+        "def f(x):\n    ### BEGIN SOLUTION hint: h\n    return x + table[0]\n    ### END SOLUTION\n\n"
+        "assert np.all(f(1) == 1)",  # 5: the exercise
+        "later = table.sum()",  # 6: after the first exercise: kept
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    entries = [{"block": 1, "mutants": {"shortcut": "return helper\n", "unchanged": "return x\n"}}]
+    assert tool.cells_the_exercises_need(notebook, entries) == {0, 1, 2, 4, 5, 6}
+    entries = [{"block": 1, "mutants": {"unchanged": "return x\n", "negated": "return -x\n"}}]
+    assert tool.cells_the_exercises_need(notebook, entries) == {0, 1, 2, 5, 6}

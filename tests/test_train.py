@@ -50,8 +50,8 @@ def test_xla_steps_equal_plain_steps(data, build):
         history = train.fit(
             flow,
             data,
-            steps=60,
-            steps_per_call=30,
+            steps=40,
+            steps_per_call=20,
             learning_rate=3e-3,
             seed=3,
             jit_compile=jit_compile,

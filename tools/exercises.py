@@ -302,6 +302,38 @@ def cross_cell_uses(notebook: nbformat.NotebookNode) -> list[str]:
     return problems
 
 
+def cells_the_exercises_need(notebook: nbformat.NotebookNode, entries: list[dict]) -> set[int]:
+    """Indices of the code cells the mutants run must execute; the others it may skip.
+
+    Every cell from the first exercise cell on is needed (the exercises, their checks and
+    whatever follows). Before it, a cell is needed if it binds a name that a needed cell,
+    or a planted wrong answer, reads; the names that cell reads are then wanted too,
+    back to the first cell. The cells left out (training runs and figures the exercises do
+    not use) are executed by nbval, in the same notebook, so skipping them here loses no
+    check. A cell that changes a wanted object without binding a name would be missed;
+    the solution's own run would then fail the checks, which the mutants run reports.
+    """
+    import ast
+    import textwrap
+
+    code = [(i, c.source) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+    first = next((n for n, (_, source) in enumerate(code) if solution_blocks(source)), len(code))
+    needed = {index for index, _ in code[first:]}
+    wanted: set[str] = set()
+    for _, source in code[first:]:
+        wanted |= _free_loads(ast.parse(source))
+    for entry in entries:
+        for body in entry["mutants"].values():
+            wrapped = "def _planted():\n" + textwrap.indent(textwrap.dedent(body), "    ")
+            wanted |= _free_loads(ast.parse(wrapped).body[0])
+    for index, source in reversed(code[:first]):
+        tree = ast.parse(source)
+        if _bound(tree.body) & wanted:
+            needed.add(index)
+            wanted |= _free_loads(tree)
+    return needed
+
+
 def run_mutants(path: Path, log=print) -> list[str]:
     """Execute ``path`` once, planting blanks and mutants at its exercise cells; return the problems."""
     from nbclient import NotebookClient
@@ -325,10 +357,13 @@ def run_mutants(path: Path, log=print) -> list[str]:
         errors = [o for o in cell.outputs if o.output_type == "error"]
         return (errors[0].ename, errors[0].evalue) if errors else None
 
+    needed = cells_the_exercises_need(notebook, entries)
+    skipped = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and i not in needed]
+    log(f"  skipped cells the exercises do not need (nbval runs them): {skipped}")
     block_number = 0
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):
-            if cell.cell_type != "code":
+            if cell.cell_type != "code" or index not in needed:
                 continue
             for which, (_, _, _, hint) in enumerate(solution_blocks(cell.source)):
                 entry = entries[block_number]
