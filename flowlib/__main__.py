@@ -31,6 +31,8 @@ _ALWAYS_NOISE = (
     "computation placer already registered",
     "All log messages before absl::InitializeLog() is called are written to STDERR",
     "TF-TRT Warning: Could not find TensorRT",
+    # An information line (TensorFlow 2.20 and newer print it whatever TF_CPP_MIN_LOG_LEVEL says).
+    "oneDNN custom operations are on",
 )
 # Only noise where there is no GPU: with one, a failing cuInit is a real problem.
 _NO_GPU_NOISE = ("failed call to cuInit", "Could not find cuda drivers on your machine")
@@ -310,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device discovery prints the CUDA noise: do it now
+        import tensorflow_probability  # noqa: F401  (its tf-keras start prints the oneDNN line again)
     if args.command == "demo":
         return run_demo(args, args.command_parser)
     return 2
