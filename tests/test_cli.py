@@ -20,7 +20,17 @@ def run(*args, timeout=600, **env_changes):
 
 
 # What TensorFlow prints on start-up on a machine without a GPU (see flowlib/__main__.py).
-START_UP_NOISE = ("cuInit", "cuDNN", "cuFFT", "cuBLAS", "CUDA", "cuda", "computation placer", "absl", "oneDNN")
+START_UP_NOISE = (
+    "cuInit",
+    "cuDNN",
+    "cuFFT",
+    "cuBLAS",
+    "CUDA",
+    "cuda",
+    "computation placer",
+    "absl",
+    "oneDNN",
+)
 
 
 def test_demo_writes_its_figures_and_nothing_alarming(tmp_path):
