@@ -31,12 +31,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from flowlib import validation
 from flowlib.bijectors import Coupling, Network
-
-tfb = tfp.bijectors
 
 MIN_BIN_SIZE = 1e-3  # smallest bin width/height, as a fraction of 2B (Durkan et al.'s default)
 MIN_DERIVATIVE = 1e-3  # smallest knot slope (Durkan et al.'s default)

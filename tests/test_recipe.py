@@ -3,7 +3,6 @@ and the command line and README say what the headline is."""
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import re
 from pathlib import Path
@@ -39,7 +38,6 @@ def test_the_command_line_starts_from_the_layers_recipe():
     args = parser.parse_args(["demo", "--layer", "affine", "--num-layers", "3", "--learning-rate", "0.01"])
     assert demo_recipe(args) == recipe.AFFINE.replace(num_layers=3, learning_rate=0.01)
     assert demo_recipe(parser.parse_args(["demo"])) == recipe.HEADLINE
-    assert isinstance(args, argparse.Namespace)
 
 
 def test_readme_quotes_the_headline():
