@@ -106,6 +106,14 @@ def _argument(parse, check, description: str):
     return convert
 
 
+def _word(text: str) -> str:
+    """The word to draw, checked while parsing (before TensorFlow starts)."""
+    try:
+        return validation.line_of_text(text, "text")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 _positive_int = _argument(int, validation.positive_int, "a positive integer")
 _positive_float = _argument(float, validation.positive_float, "a positive, finite number")
 _seed = _argument(int, validation.seed, f"an integer from 0 to {validation.MAX_SEED}")
@@ -122,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and write figures: the layer-by-layer grid, the learned density beside the "
         "target, and the training curve.",
     )
-    demo.add_argument("--text", default="Flow", help="the word to learn (default: %(default)s)")
+    demo.add_argument("--text", type=_word, default="Flow", help="the word to learn (default: %(default)s)")
     demo.add_argument(
         "--steps",
         type=_positive_int,

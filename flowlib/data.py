@@ -46,12 +46,7 @@ def render_text(
 
     Returns an array of shape ``[rows, cols]`` with values in ``[0, 1]``.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError("text is empty or only white space: there is nothing to draw")
-    if "\n" in text.strip():
-        raise ValueError("text must be a single line")
+    text = validation.line_of_text(text, "text")
     font_size = validation.positive_int(font_size, "font_size")
     for name, value in (("font_family", font_family), ("font_weight", font_weight)):
         if not isinstance(value, str):

@@ -58,6 +58,17 @@ def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int |
     return value
 
 
+def line_of_text(value: Any, name: str) -> str:
+    """A single line of text with something to draw: a string, not blank, no line break."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} is empty or only white space: there is nothing to draw")
+    if "\n" in value.strip():
+        raise ValueError(f"{name} must be a single line")
+    return value
+
+
 def positive_int(value: Any, name: str) -> int:
     """A count: an integer >= 1."""
     return integer(value, name, minimum=1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -126,12 +128,13 @@ def test_ends_with_summary_and_exercises(path):
     ]
     assert len(exercises) >= 3
     for index in exercises:
-        solution = notebook.cells[index + 1]
-        assert solution.cell_type == "code"
-        assert solution.source.count("### BEGIN SOLUTION") == solution.source.count("### END SOLUTION") >= 1
-        assert re.search(r"\bassert\b|assert_allclose|assert_array", solution.source), (
-            "checks must be visible"
-        )
+        # The exercise's code cells (up to the next text): one may prepare, one holds the solution.
+        following = notebook.cells[index + 1 :] + [nbformat.v4.new_markdown_cell("")]
+        cells = following[: next(n for n, cell in enumerate(following) if cell.cell_type == "markdown")]
+        solutions = [cell.source for cell in cells if "### BEGIN SOLUTION" in cell.source]
+        assert len(solutions) == 1, f"{notebook.cells[index].source[:40]!r}: one cell with a solution"
+        assert solutions[0].count("### BEGIN SOLUTION") == solutions[0].count("### END SOLUTION")
+        assert re.search(r"\bassert\b|assert_allclose|assert_array", solutions[0]), "checks must be visible"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -198,22 +201,46 @@ def test_notebook_07_shows_the_recorded_tables():
         assert line.strip() in markdown, f"notebook 07 lacks the recorded line {line!r}"
 
 
-def test_the_mutants_run_skips_only_cells_the_exercises_do_not_read():
-    """Before the first exercise, a cell is kept when an exercise, a check or a wrong answer
-    reads what it binds (transitively); cells after the first exercise are always kept."""
-    tool = _exercises_tool()
-    cells = [
-        "import numpy as np",  # 0: np is read by the exercise: kept
-        "scale = 2.0",  # 1: read by `table`'s cell, which the exercise reads: kept
-        "table = np.arange(3) * scale",  # 2: kept
-        "figure_only = np.ones(5)",  # 3: nobody reads it: skipped
-        "helper = 3",  # 4: only a wrong answer reads it: kept
-        "def f(x):\n    ### BEGIN SOLUTION hint: h\n    return x + table[0]\n    ### END SOLUTION\n\n"
-        "assert np.all(f(1) == 1)",  # 5: the exercise
-        "later = table.sum()",  # 6: after the first exercise: kept
-    ]
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    entries = [{"block": 1, "mutants": {"shortcut": "return helper\n", "unchanged": "return x\n"}}]
-    assert tool.cells_the_exercises_need(notebook, entries) == {0, 1, 2, 4, 5, 6}
-    entries = [{"block": 1, "mutants": {"unchanged": "return x\n", "negated": "return -x\n"}}]
-    assert tool.cells_the_exercises_need(notebook, entries) == {0, 1, 2, 5, 6}
+EXERCISE = """def f(x):
+    ### BEGIN SOLUTION hint: h
+    return 2 * x
+    ### END SOLUTION
+
+{checks}"""
+
+
+def test_the_exercise_plugin_fails_a_cell_whose_checks_miss_a_planted_answer(tmp_path):
+    """tools/pytest_exercises.py under nbval: a wrong answer the checks let through, and a
+    blank they swallow, each fail the exercise cell; strict checks pass, and so does the
+    real solution of every case (nbval runs it)."""
+    cases = {
+        "91_strict": "assert f(1) == 2 and f(3) == 6",
+        "92_weak": "assert f(1) == 2",  # `return x + 1` passes this
+        "93_swallowing": "try:\n    assert f(1) == 2\nexcept Exception:\n    pass",
+    }
+    for name, checks in cases.items():
+        notebook = nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_code_cell("import math"),
+                nbformat.v4.new_code_cell(EXERCISE.format(checks=checks)),
+            ]
+        )
+        notebook.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+        (tmp_path / f"{name}.yaml").write_text(
+            "- block: 1\n  mutants:\n    plus_one: |\n      return x + 1\n    square: |\n      return x * x\n"
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tools.pytest_exercises",
+         "--exercise-mutations", str(tmp_path), "--nbval-lax", "--nbval-current-env", "-rA",
+         *sorted(str(path) for path in tmp_path.glob("*.ipynb"))],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    outcomes = {
+        name: outcome
+        for outcome, name in re.findall(r"^(PASSED|FAILED) \S*?(9\d_\w+)\.ipynb::Cell 1", result.stdout, re.M)
+    }
+    tail = result.stdout[-3000:]
+    assert outcomes == {"91_strict": "PASSED", "92_weak": "FAILED", "93_swallowing": "FAILED"}, tail
+    assert "block 1, plus_one: expected AssertionError, but it passed the checks" in result.stdout
+    assert "block 1, blank: expected NotImplementedError, but it passed the checks" in result.stdout

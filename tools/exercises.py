@@ -13,15 +13,17 @@ checks after it stay visible, and all outputs are cleared.
 
 ``check`` fails if a student copy is missing or stale (regenerating would change it).
 
-``mutants`` proves that the checks work, executing each notebook once (in fast mode), cell
-by cell in one kernel. At a cell with solution blocks it first runs, for each block, the
-student's blank (which must raise ``NotImplementedError``) and every planted wrong answer
-listed in ``tests/exercise_mutations/NN_name.yaml`` (each must make the cell's own checks
-fail: ``AssertionError``, or the error named by ``raises:``), and then the real solution,
-which must pass; every other cell must run without error. Together with a static check that
-no other cell uses a name a solution block defines, this proves what executing the student
-copy would (it stops exactly at its blanks), and more: no check passes a wrong answer we
-thought of. The yaml file lists, in order of appearance, one entry per solution block::
+The checks are proved to work while nbval executes the notebooks (``make notebooks-test``
+loads the pytest plugin in ``tools/pytest_exercises.py``): before each cell with solution
+blocks, the same kernel runs, for each block, the student's blank (which must raise
+``NotImplementedError``) and every planted wrong answer listed in
+``tests/exercise_mutations/NN_name.yaml`` (each must make the cell's own checks fail:
+``AssertionError``, or the error named by ``raises:``); then nbval runs the real solution,
+which must pass, and every other cell, which must run without error. Together with a static
+check that no other cell uses a name a solution block defines (``cross_cell_uses``), this
+proves what executing the student copy would (it stops exactly at its blanks), and more: no
+check passes a wrong answer we thought of. The yaml file lists, in order of appearance, one
+entry per solution block::
 
     - block: 1            # the 1st "### BEGIN SOLUTION" block of the notebook
       raises: ValueError  # optional: the error the checks raise for a mutant (AssertionError)
@@ -31,7 +33,7 @@ thought of. The yaml file lists, in order of appearance, one entry per solution 
 
 ``verify`` (slow, kept for debugging) executes every student copy as a student would.
 
-Usage: python tools/exercises.py {build,check,mutants,verify} [notebooks...]
+Usage: python tools/exercises.py {build,check,verify} [notebooks...]
 """
 
 from __future__ import annotations
@@ -203,19 +205,17 @@ def blank_body(hint: str) -> str:
     return f"{BLANK_MARK}\nraise NotImplementedError({hint!r})"
 
 
-def mutation_file(path: Path) -> Path:
-    return MUTATIONS_DIR / (path.stem + ".yaml")
-
-
-def load_mutations(path: Path) -> list[dict]:
-    """The planted wrong answers of a notebook, validated against its solution blocks."""
+def load_mutations(path: Path, directory: Path = MUTATIONS_DIR) -> list[dict]:
+    """The planted wrong answers of a notebook (``directory/NN_name.yaml``), validated
+    against its solution blocks: one entry per block, in order."""
     import yaml
 
     notebook = nbformat.read(path, as_version=4)
     count = sum(len(solution_blocks(c.source)) for c in notebook.cells if c.cell_type == "code")
-    where = mutation_file(path)
+    where = Path(directory) / (Path(path).stem + ".yaml")
     if count and not where.is_file():
-        raise ValueError(f"{path.name} has {count} solution blocks but no {where.relative_to(ROOT)}")
+        shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
+        raise ValueError(f"{Path(path).name} has {count} solution blocks but no {shown}")
     if not count:
         return []
     entries = yaml.safe_load(where.read_text()) or []
@@ -302,137 +302,33 @@ def cross_cell_uses(notebook: nbformat.NotebookNode) -> list[str]:
     return problems
 
 
-def cells_the_exercises_need(notebook: nbformat.NotebookNode, entries: list[dict]) -> set[int]:
-    """Indices of the code cells the mutants run must execute; the others it may skip.
+def planted_variants(source: str, entries: list[dict]) -> list[tuple[str, str, str]]:
+    """What runs in place of an exercise cell before the real one: (label, source, error).
 
-    Every cell from the first exercise cell on is needed (the exercises, their checks and
-    whatever follows). Before it, a cell is needed if it binds a name that a needed cell,
-    or a planted wrong answer, reads; the names that cell reads are then wanted too,
-    back to the first cell. The cells left out (training runs and figures the exercises do
-    not use) are executed by nbval, in the same notebook, so skipping them here loses no
-    check. A cell that changes a wanted object without binding a name would be missed;
-    the solution's own run would then fail the checks, which the mutants run reports.
+    ``entries`` are the yaml entries of this cell's solution blocks, in order. For each
+    block, the student's blank must raise ``NotImplementedError`` and every planted wrong
+    answer must make the cell's own checks raise ``AssertionError`` (or the error its entry
+    names under ``raises:``).
     """
-    import ast
-    import textwrap
-
-    code = [(i, c.source) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
-    first = next((n for n, (_, source) in enumerate(code) if solution_blocks(source)), len(code))
-    needed = {index for index, _ in code[first:]}
-    wanted: set[str] = set()
-    for _, source in code[first:]:
-        wanted |= _free_loads(ast.parse(source))
-    for entry in entries:
-        for body in entry["mutants"].values():
-            wrapped = "def _planted():\n" + textwrap.indent(textwrap.dedent(body), "    ")
-            wanted |= _free_loads(ast.parse(wrapped).body[0])
-    for index, source in reversed(code[:first]):
-        tree = ast.parse(source)
-        if _bound(tree.body) & wanted:
-            needed.add(index)
-            wanted |= _free_loads(tree)
-    return needed
-
-
-def run_mutants(path: Path, log=print) -> list[str]:
-    """Execute ``path`` once, planting blanks and mutants at its exercise cells; return the problems."""
-    from nbclient import NotebookClient
-
-    entries = load_mutations(path)
-    notebook = nbformat.read(path, as_version=4)
-    problems = [f"{path.name}: {p}" for p in cross_cell_uses(notebook)]
-    os.environ["FLOWLIB_FAST"] = "1"
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    client = NotebookClient(
-        notebook,
-        timeout=600,
-        allow_errors=True,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(SOURCE_DIR)}},
-    )
-
-    def execute(source: str, index: int) -> tuple[str, str] | None:
-        cell = nbformat.v4.new_code_cell(source)
-        client.execute_cell(cell, index)
-        errors = [o for o in cell.outputs if o.output_type == "error"]
-        return (errors[0].ename, errors[0].evalue) if errors else None
-
-    needed = cells_the_exercises_need(notebook, entries)
-    skipped = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and i not in needed]
-    log(f"  skipped cells the exercises do not need (nbval runs them): {skipped}")
-    block_number = 0
-    with client.setup_kernel():
-        for index, cell in enumerate(notebook.cells):
-            if cell.cell_type != "code" or index not in needed:
-                continue
-            for which, (_, _, _, hint) in enumerate(solution_blocks(cell.source)):
-                entry = entries[block_number]
-                block_number += 1
-                expected = entry.get("raises", "AssertionError")
-                variants = [("blank", blank_body(hint), "NotImplementedError")]
-                variants += [(name, body, expected) for name, body in entry["mutants"].items()]
-                for name, body, wanted in variants:
-                    error = execute(with_block_replaced(cell.source, which, body), index)
-                    outcome = (
-                        "passed its checks"
-                        if error is None
-                        else f"raised {error[0]}: {' '.join(error[1].split())[:160]}"
-                    )
-                    ok = error is not None and error[0] == wanted
-                    log(
-                        f"  cell {index}, block {block_number}, {name}: {'ok' if ok else 'WRONG'} ({outcome})"
-                    )
-                    if not ok:
-                        problems.append(
-                            f"{path.name}, block {block_number}, {name}: expected {wanted}, {outcome}"
-                        )
-            error = execute(cell.source, index)
-            if error is not None:
-                problems.append(f"{path.name}, cell {index} raised {error[0]}: {error[1][:300]}")
-                log(f"  cell {index}: raised {error[0]}")
-                break  # later cells would fail for this one's reason
-    return problems
-
-
-def _mutants_of_one(path: Path) -> tuple[list[str], list[str]]:
-    """``run_mutants`` in a worker process: its log lines and its problems."""
-    lines: list[str] = []
-    problems = run_mutants(path, log=lines.append)
-    return lines, problems
-
-
-def mutants(paths: list[Path], jobs: int = 2) -> int:
-    """Run every notebook's mutants, ``jobs`` notebooks at a time (each in its own kernel)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    failures = 0
-    # The last notebooks train the most: start them first so the two workers finish together.
-    order = sorted(paths, key=lambda path: path.name, reverse=True)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        results = dict(zip(order, pool.map(_mutants_of_one, order)))
-    for path in paths:
-        lines, problems = results[path]
-        print(f"{path.name}:")
-        for line in lines:
-            print(line)
-        for problem in problems:
-            print(f"  - {problem}")
-        failures += bool(problems)
-    print(f"{len(paths) - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    variants = []
+    for which, ((_, _, _, hint), entry) in enumerate(zip(solution_blocks(source), entries, strict=True)):
+        wrong = entry.get("raises", "AssertionError")
+        bodies = [("blank", blank_body(hint), "NotImplementedError")]
+        bodies += [(name, body, wrong) for name, body in entry["mutants"].items()]
+        for name, body, error in bodies:
+            label = f"block {entry['block']}, {name}"
+            variants.append((label, with_block_replaced(source, which, body), error))
+    return variants
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("build", "check", "mutants", "verify"))
+    parser.add_argument("command", choices=("build", "check", "verify"))
     parser.add_argument("notebooks", nargs="*", help="solution notebooks (default: notebooks/NN_*.ipynb)")
-    parser.add_argument("--jobs", type=int, default=2, help="notebooks run at once by `mutants` (default: 2)")
     args = parser.parse_args(argv)
     paths = sources(args.notebooks)
-    if args.command == "mutants":
-        return mutants(paths, jobs=max(1, args.jobs))
     return {"build": build, "check": check, "verify": verify}[args.command](paths)
 
 
