@@ -15,10 +15,10 @@ as notebook 08's NumPy version and as TFP's ``tfb.RationalQuadraticSpline`` (TFP
 interior ``knot_slopes`` padded with slope 1 at both ends, points outside
 ``[range_min, range_max]`` unchanged), against which the tests check them in float64.
 Why not call TFP's bijector? Inside a training step its general machinery (any batch
-shape, ``searchsorted``, caching) compiled in 17 s where this takes 7 s, and it steps
-slower, 124 against 149 steps/s for 8 couplings, 18% (quiet 2-core machine,
-``python bench/throughput.py --spline``); with XLA (``fit(jit_compile=True)``) this
-version runs 376 steps/s.
+shape, ``searchsorted``, caching) compiled in 17 s where this takes 7 s, and it stepped
+slower, 124 against 149 steps/s for 8 couplings of 8 bins without XLA (measured by hand on
+a quiet 2-core machine when the coupling moved off TFP's bijector, commit 4034547; README,
+"Defaults"); with XLA (``fit(jit_compile=True)``) this version runs about 370 steps/s.
 This module adds the parametrisation: widths and heights are a softmax scaled to
 ``2B`` with a minimum size, derivatives a shifted softplus with a minimum, shifted so
 that a network output of zero gives equal bins and unit slopes, i.e. the identity.
@@ -121,9 +121,7 @@ def rational_quadratic_spline(
     and the inverse solves ``g(x) = y`` for ``xi``, a quadratic with one root in ``[0, 1]``
     (taken in the form that avoids cancellation). The same formulas as notebook 08's
     NumPy spline and as ``tfb.RationalQuadraticSpline``, against which the tests check
-    this. flowlib writes them out rather than calling TFP because TFP's general bijector
-    (arbitrary batch shapes, bin search by ``searchsorted``, caching) compiles for minutes
-    inside a training step on a 2-core machine and steps slower; see ``bench/throughput.py``.
+    this (why not call TFP's bijector: see the module's docstring).
     """
     x_knots, y_knots, derivatives = knots(widths, heights, slopes, bound)
     in_knots = y_knots if inverse else x_knots
@@ -212,14 +210,9 @@ class SplineCoupling(Coupling):
             parameters=parameters,
         )
 
-    def parameters_for(self, x1: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Widths, heights and slopes of the splines for the kept part ``x1`` (``[..., num_kept]``).
-
-        Shapes ``[..., num_changed, K]``, ``[..., num_changed, K]``, ``[..., num_changed, K - 1]``.
-        """
-        return self._spline_parameters(self._network_output(x1))
-
     def _spline_parameters(self, raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Widths, heights and slopes from the network's output ``raw`` (``[..., num_changed *
+        (3K - 1)]``): ``[..., num_changed, K]`` twice and ``[..., num_changed, K - 1]``."""
         shape = tf.concat([tf.shape(raw)[:-1], [len(self._changed), self.outputs_per_changed]], axis=0)
         return spline_parameters(tf.reshape(raw, shape), self.num_bins, self.bound)
 
