@@ -3,7 +3,8 @@ save leaves the previous checkpoint loadable, and every failure is one clear err
 
 from __future__ import annotations
 
-import os
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,69 @@ def test_a_fitting_checkpoint_restores_every_bit(tmp_path):
     assert_same_state(flow, state(source))
 
 
+def tf_files(path: Path) -> Path:
+    """The folder holding TensorFlow's files of the checkpoint at ``path`` (named by its manifest)."""
+    record = json.loads(checkpoint.manifest_path(path).read_text())
+    return path.parent / record["folder"]
+
+
+# ---------------------------------------------------------------------- other builds, same shapes
+# Each pair has exactly the same variables (names and shapes): only the build record tells them apart.
+BUILDS = [
+    pytest.param(flows.maf, dict(), flows.iaf, dict(), "checkpoint MAF, this flow IAF", id="maf-into-iaf"),
+    pytest.param(
+        flows.spline_flow,
+        dict(bound=4.0),
+        flows.spline_flow,
+        dict(bound=8.0),
+        "bound: checkpoint 4.0",
+        id="bound-4-into-8",
+    ),
+    pytest.param(
+        flows.realnvp,
+        dict(permutation="reverse", dim=3),
+        flows.realnvp,
+        dict(permutation="random", dim=3),
+        "permutation: checkpoint [2, 1, 0]",
+        id="reverse-into-random",
+    ),
+    pytest.param(
+        flows.maf,
+        dict(max_log_scale=2.0),
+        flows.maf,
+        dict(max_log_scale=None),
+        "this flow None",
+        id="bound-2-into-none",
+    ),
+]
+
+
+@pytest.mark.parametrize("build_saved,saved,build_loaded,loaded,message", BUILDS)
+def test_a_checkpoint_of_another_build_is_refused_even_with_the_same_variables(
+    tmp_path, build_saved, saved, build_loaded, loaded, message
+):
+    common = dict(num_layers=3, hidden_units=(8,), normalization="none")
+    source = build_saved(seed=1, **{**common, **saved})
+    perturb(source, seed=5)
+    path = checkpoint.save(source, tmp_path / "flow")
+    flow = build_loaded(seed=1, **{**common, **loaded})
+    # the premise: a load that looked at names and shapes only would accept it
+    assert [(v.name, v.shape) for v in source.variables] == [(v.name, v.shape) for v in flow.variables]
+    before = state(flow)
+    with pytest.raises(checkpoint.CheckpointError, match="built differently") as error:
+        checkpoint.load(flow, path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert_same_state(flow, before)
+
+
+def test_the_seed_of_the_initial_weights_does_not_matter(tmp_path):
+    # seed draws initial weights, which a load replaces: only seeded constants count
+    source = small(seed=1, permutation="reverse")
+    flow = small(seed=7, permutation="reverse")
+    checkpoint.load(flow, checkpoint.save(source, tmp_path / "flow"))
+    assert_same_state(flow, state(source))
+
+
 # ---------------------------------------------------------------------- damaged files
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -107,22 +171,23 @@ def _flip_one_byte(path: Path) -> None:
 
 
 DAMAGE = {
-    "truncated index": (".index", _truncate),
-    "truncated data": (".data-00000-of-00001", _truncate),
-    "empty index": (".index", lambda p: p.write_bytes(b"")),
-    "empty data": (".data-00000-of-00001", lambda p: p.write_bytes(b"")),
-    "garbage index": (".index", _garbage),
-    "garbage data": (".data-00000-of-00001", _garbage),
-    "one byte of data flipped": (".data-00000-of-00001", _flip_one_byte),
-    "data missing": (".data-00000-of-00001", lambda p: p.unlink()),
+    "truncated index": ("flow.index", _truncate),
+    "truncated data": ("flow.data-00000-of-00001", _truncate),
+    "empty index": ("flow.index", lambda p: p.write_bytes(b"")),
+    "empty data": ("flow.data-00000-of-00001", lambda p: p.write_bytes(b"")),
+    "garbage index": ("flow.index", _garbage),
+    "garbage data": ("flow.data-00000-of-00001", _garbage),
+    "one byte of data flipped": ("flow.data-00000-of-00001", _flip_one_byte),
+    "data missing": ("flow.data-00000-of-00001", lambda p: p.unlink()),
+    "folder missing": ("", lambda p: shutil.rmtree(p)),
 }
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_a_damaged_checkpoint_is_one_clear_error_and_changes_nothing(tmp_path, damage):
-    suffix, harm = DAMAGE[damage]
+    name, harm = DAMAGE[damage]
     path = checkpoint.save(small(seed=1), tmp_path / "flow")
-    harm(Path(str(path) + suffix))
+    harm(tf_files(path) / name)
     flow = small(seed=2)
     before = state(flow)
     with pytest.raises(checkpoint.CheckpointError, match="cannot be read") as error:
@@ -138,11 +203,32 @@ def test_a_damaged_checkpoint_is_one_clear_error_and_changes_nothing(tmp_path, d
     assert_same_state(flow, before)
 
 
+@pytest.mark.parametrize(
+    "manifest,message",
+    [
+        ("my notes\n", "not the manifest of a flowlib checkpoint"),
+        ('{"format": "flowlib checkpoint", "version": 99, "folder": "x"}', "another version"),
+        ('{"format": "flowlib checkpoint", "version": 1, "folder": "../elsewhere"}', "not one of its own"),
+    ],
+)
+def test_a_foreign_or_damaged_manifest_is_refused_by_load_and_save(tmp_path, manifest, message):
+    path = tmp_path / "flow"
+    checkpoint.manifest_path(path).write_text(manifest)
+    before = files(tmp_path)
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        checkpoint.load(small(), path)
+    with pytest.raises(ValueError, match=message):
+        checkpoint.save(small(), path)
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load_or_train(small(), path, lambda: pytest.fail("trained over a foreign file"))
+    assert files(tmp_path) == before
+
+
 def test_index_and_data_from_different_saves_are_refused(tmp_path):
     first = checkpoint.save(small(seed=1), tmp_path / "first" / "flow")
     second = checkpoint.save(small(seed=2), tmp_path / "second" / "flow")
-    data = ".data-00000-of-00001"
-    Path(str(first) + data).write_bytes(Path(str(second) + data).read_bytes())
+    data = "flow.data-00000-of-00001"
+    (tf_files(first) / data).write_bytes((tf_files(second) / data).read_bytes())
     flow = small(seed=3)
     before = state(flow)
     with pytest.raises(checkpoint.CheckpointError, match="different saves"):
@@ -150,75 +236,188 @@ def test_index_and_data_from_different_saves_are_refused(tmp_path):
     assert_same_state(flow, before)
 
 
-# ---------------------------------------------------------------------- atomic saves
-def _failing_on_call(real, failing_call: int):
-    calls = []
-
-    def replace(*args, **kwargs):
-        calls.append(args)
-        if len(calls) == failing_call:
-            raise OSError(28, "No space left on device (injected)")
-        return real(*args, **kwargs)
-
-    return replace, calls
-
-
-# os.replace calls of a save over an existing checkpoint: old data aside, old index aside,
-# new data in place, new index in place.
-@pytest.mark.parametrize("failing_call", [1, 2, 3, 4])
-def test_a_save_failing_part_way_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failing_call):
-    old = small(seed=1)
-    path = checkpoint.save(old, tmp_path / "flow")
-    before_files = files(tmp_path)
-    replace, calls = _failing_on_call(os.replace, failing_call)
-    monkeypatch.setattr(checkpoint.os, "replace", replace)
-    with pytest.raises(OSError, match="previous one, if any, is unchanged"):
-        checkpoint.save(small(seed=2), path)
-    monkeypatch.undo()
-    assert len(calls) >= failing_call
-    assert files(tmp_path) == before_files  # bit-identical, and no temporary folder left
-    restored = small(seed=3)
-    checkpoint.load(restored, path)
-    assert_same_state(restored, state(old))
+# ---------------------------------------------------------------------- the user's files
+def test_a_save_touches_only_what_it_wrote(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    theirs = {
+        "flow.data-notes.txt": b"my notes",
+        "flow.data-2024.csv": b"a,b\n1,2\n",
+        "flow.index/inside.txt": b"kept",
+        "flow.ckpt-notes/inside.txt": b"kept too",
+        "flow.ckpt-0123456789abcdef/mine.txt": b"looks like ours, is not",
+        ".flow.other": b"hidden",
+    }
+    for name, content in theirs.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(content)
+    source = small(seed=1)
+    checkpoint.save(small(seed=4), run / "flow")
+    checkpoint.save(source, run / "flow")  # over the first: removes only the first one's folder
+    after = files(run)
+    for name, content in theirs.items():
+        assert after.pop(name) == content
+    folder = tf_files(run / "flow").name
+    assert sorted(after) == [f"{folder}/flow.data-00000-of-00001", f"{folder}/flow.index", "flow.ckpt.json"]
+    flow = small(seed=3)
+    checkpoint.load(flow, run / "flow")
+    assert_same_state(flow, state(source))
 
 
-def test_a_save_failing_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    old = small(seed=1)
-    path = checkpoint.save(old, tmp_path / "flow")
-    before_files = files(tmp_path)
-    real_write = tf.train.Checkpoint.write
-
-    def write_then_fail(self, prefix, **kwargs):
-        real_write(self, prefix, **kwargs)  # files half there, as when the disk fills up
-        raise tf.errors.ResourceExhaustedError(None, None, "disk full (injected)")
-
-    monkeypatch.setattr(tf.train.Checkpoint, "write", write_then_fail)
-    with pytest.raises(OSError, match="cannot save the checkpoint"):
-        checkpoint.save(small(seed=2), path)
-    monkeypatch.undo()
-    assert files(tmp_path) == before_files
-    restored = small(seed=3)
-    checkpoint.load(restored, path)
-    assert_same_state(restored, state(old))
+def test_a_path_with_glob_characters_saves_and_loads(tmp_path):
+    source = small(seed=1)
+    for name in ("run[1]/flow", "run[1]/flow[a]", "a*b?/fl\\ow"):
+        path = checkpoint.save(source, tmp_path / name)
+        flow = small(seed=2)
+        checkpoint.load(flow, path)
+        assert_same_state(flow, state(source))
 
 
 def test_a_save_into_an_unwritable_place_is_a_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    with pytest.raises(OSError, match="cannot save the checkpoint"):
+    with pytest.raises(ValueError, match="is a file"):
         checkpoint.save(small(), blocker / "flow")
+    with pytest.raises(ValueError, match="is a file"):
+        checkpoint.save(small(), blocker / "deeper" / "flow")
     with pytest.raises(ValueError, match="not a folder"):
         checkpoint.save(small(), tmp_path)
+    (tmp_path / "flow.ckpt.json").mkdir()
+    with pytest.raises(ValueError, match="is a folder"):
+        checkpoint.save(small(), tmp_path / "flow")
+    assert blocker.read_text() == "not a folder"
+
+
+# ---------------------------------------------------------------------- interrupted saves
+STEPS = [
+    "staging folder created",
+    "weights written",
+    "checkpoint folder in place",
+    "manifest written",
+    "manifest replaced",
+    "old checkpoint removed",
+]
+
+
+class Killed(BaseException):
+    """Stands for kill -9: a BaseException, so save's clean-up (for errors) does not run.
+
+    save has no ``finally`` or ``with`` around its steps, so what it leaves after this is
+    what a killed process leaves (test_every_step_is_announced checks the steps are real).
+    """
+
+
+def kill_at(monkeypatch, step: str) -> list[str]:
+    seen = []
+
+    def hook(name):
+        seen.append(name)
+        if name == step:
+            raise Killed(step)
+
+    monkeypatch.setattr(checkpoint, "_step", hook)
+    return seen
+
+
+def test_every_step_is_announced(tmp_path, monkeypatch):
+    seen = kill_at(monkeypatch, "never")
+    checkpoint.save(small(), tmp_path / "flow")
+    checkpoint.save(small(), tmp_path / "flow")
+    assert seen == STEPS * 2
+
+
+@pytest.mark.parametrize("first_save", [False, True])
+@pytest.mark.parametrize("step", STEPS)
+def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_checkpoint(
+    tmp_path, monkeypatch, step, first_save
+):
+    path = tmp_path / "flow"
+    old, new = small(seed=1), small(seed=2)
+    if not first_save:
+        checkpoint.save(old, path)
+    kill_at(monkeypatch, step)
+    with pytest.raises(Killed):
+        checkpoint.save(new, path)
+    monkeypatch.undo()
+    replaced = STEPS.index(step) >= STEPS.index("manifest replaced")
+    # the next load finds a complete checkpoint: the new one once the manifest was
+    # replaced, else the old one (or none, if there was none)
+    flow = small(seed=3)
+    if replaced or not first_save:
+        checkpoint.load(flow, path)
+        assert_same_state(flow, state(new if replaced else old))
+    else:
+        assert not checkpoint.exists(path)
+    # ... and load_or_train (as a rerun of the killed program would) removes the leftovers
+    trained = []
+    loaded = checkpoint.load_or_train(small(seed=3), path, lambda: trained.append(1))
+    assert loaded == (replaced or not first_save) and len(trained) == (not loaded)
+    folder = tf_files(path).name
+    assert sorted(files(tmp_path)) == [
+        f"{folder}/flow.data-00000-of-00001",
+        f"{folder}/flow.index",
+        "flow.ckpt.json",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder, "flow.ckpt.json"]
+
+
+def _fail(real, error):
+    def failing(*args, **kwargs):
+        raise error
+
+    return failing
+
+
+FAILURES = {
+    "write": lambda mp: mp.setattr(
+        tf.train.Checkpoint, "write", _fail(None, tf.errors.ResourceExhaustedError(None, None, "disk full"))
+    ),
+    "rename": lambda mp: mp.setattr(
+        checkpoint.os, "rename", _fail(None, OSError(28, "No space left on device"))
+    ),
+    "replace": lambda mp: mp.setattr(checkpoint.os, "replace", _fail(None, OSError(5, "Input/output error"))),
+    "fsync": lambda mp: mp.setattr(
+        checkpoint.os, "fsync", _fail(None, OSError(28, "No space left on device"))
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_a_save_failing_part_way_keeps_the_previous_checkpoint_and_cleans_up(tmp_path, monkeypatch, failure):
+    old = small(seed=1)
+    path = checkpoint.save(old, tmp_path / "flow")
+    before_files = files(tmp_path)
+    FAILURES[failure](monkeypatch)
+    with pytest.raises(OSError, match="previous one, if any, is unchanged") as error:
+        checkpoint.save(small(seed=2), path)
+    monkeypatch.undo()
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+    assert files(tmp_path) == before_files  # bit-identical, and no temporary file or folder left
+    assert len(list(tmp_path.iterdir())) == 2
+    restored = small(seed=3)
+    checkpoint.load(restored, path)
+    assert_same_state(restored, state(old))
 
 
 def test_a_save_over_a_checkpoint_replaces_it_and_leaves_nothing_else(tmp_path):
     path = checkpoint.save(small(seed=1), tmp_path / "flow")
     newer = small(seed=2)
     checkpoint.save(newer, path)
-    assert sorted(files(tmp_path)) == ["flow.data-00000-of-00001", "flow.index"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [tf_files(path).name, "flow.ckpt.json"]
     flow = small(seed=3)
     checkpoint.load(flow, path)
     assert_same_state(flow, state(newer))
+
+
+def test_metadata_is_kept_and_read_without_the_weights(tmp_path):
+    path = checkpoint.save(small(), tmp_path / "flow", metadata={"recipe": {"layer": "affine"}, "seed": 3})
+    record = checkpoint.read_record(path)
+    assert record["metadata"] == {"recipe": {"layer": "affine"}, "seed": 3}
+    assert record["build"]["layers"][0]["type"].endswith("AffineCoupling")
+    with pytest.raises(TypeError, match="metadata"):
+        checkpoint.save(small(), path, metadata={"f": object()})
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        checkpoint.read_record(tmp_path / "other")
 
 
 def test_bad_arguments_are_refused(tmp_path):
@@ -228,3 +427,6 @@ def test_bad_arguments_are_refused(tmp_path):
         checkpoint.load(small(), 42)
     with pytest.raises(TypeError, match="train"):
         checkpoint.load_or_train(small(), tmp_path / "flow", train="fit")
+    with pytest.raises(TypeError, match="metadata"):
+        checkpoint.save(small(), tmp_path / "flow", metadata=[1])
+    assert list(tmp_path.iterdir()) == []
