@@ -30,11 +30,11 @@ XDIST = -n $(JOBS) --dist loadfile
 # Unit tests: idle workers steal queued tests, since a few (test_train's leak test, the CLI's
 # subprocesses) take far longer than the rest and whole files would unbalance the workers.
 UNIT_XDIST = -n $(JOBS) --dist worksteal
-TEST_TARGETS := unit notebooks-test exercises-test test-colab test-oldest test-newest
+TEST_TARGETS := unit notebooks-test exercises-test grade test-colab test-oldest test-newest
 $(TEST_TARGETS): export TF_NUM_INTRAOP_THREADS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) / $(JOBS) )); \
                                                  echo $$(( n > 0 ? n : 1 )))
 
-.PHONY: venv demo test lint unit notebooks-test exercises exercises-test notebooks sync lab bench \
+.PHONY: venv demo test lint unit notebooks-test exercises exercises-test grade notebooks sync lab bench \
         test-browser test-colab test-oldest test-newest book test-book clean help
 
 help:
@@ -45,6 +45,7 @@ help:
 	@echo "make sync             re-pair notebooks/*.ipynb with their py:percent twins"
 	@echo "make bench            benchmarks (throughput, quality per second, stability)"
 	@echo "make exercises        regenerate the student copies in exercises/"
+	@echo "make grade            grade a sample submission with otter-grader (tools/grading.py grades yours)"
 	@echo "make test-browser     the layer explorer in headless Chromium (needs apt-get install chromium)"
 	@echo "make test-colab       every notebook in a Colab-like environment (Python 3.13, Colab's versions)"
 	@echo "make test-oldest      unit tests against the oldest TensorFlow/TFP we claim (Python 3.10)"
@@ -88,7 +89,14 @@ notebooks-test: $(STAMP)
 		$(XDIST) --no-loadscope-reorder --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		$(NOTEBOOKS_LAST_FIRST)
 
-test: lint unit notebooks-test exercises-test
+test: lint unit notebooks-test exercises-test grade
+
+# The teacher's grading path, end to end (tools/grading.py): a sample submission of one notebook,
+# made from its student copy with right, wrong and blank answers, graded by otter-grader's
+# `otter run` against the hidden tests in tests/grading/; right answers must earn full marks.
+GRADE_NOTEBOOK ?= 02_change_of_variables
+grade: $(STAMP)
+	FLOWLIB_FAST=1 MPLBACKEND=Agg $(BIN)/python tools/grading.py sample $(GRADE_NOTEBOOK)
 
 # Student copies: every `### BEGIN SOLUTION` block of notebooks/ becomes a blank in exercises/.
 exercises: $(STAMP)
@@ -150,7 +158,15 @@ test-newest:
 		-p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NEWEST_NOTEBOOKS))
 
 # The read-along site from the committed notebooks (no execution, no network): book/.
-book: $(STAMP)
+# MathJax is served with the site (book/conf.py), from the npm package, so formulas render offline.
+MATHJAX_VERSION := 3.2.2
+MATHJAX := build/mathjax/node_modules/mathjax/es5/tex-chtml.js
+$(MATHJAX):
+	@command -v npm >/dev/null || { echo "error: the site serves MathJax from its npm package: needs npm (apt-get install npm)"; exit 1; }
+	npm install --silent --no-save --no-audit --no-fund --prefix build/mathjax mathjax@$(MATHJAX_VERSION)
+	test -f $@
+
+book: $(STAMP) $(MATHJAX)
 	$(BIN)/python -m pip install --quiet -e ".[dev,book]"
 	rm -rf book/_build
 	$(BIN)/python -m sphinx -b html -c book -W --keep-going -q . book/_build/html

@@ -208,17 +208,53 @@ EXERCISE = """def f(x):
 
 {checks}"""
 
+PLANTED = """- block: 1
+  hidden: ex1
+  mutants:
+    plus_one: |
+      return x + 1
+    square: |
+      return x * x
+    negated: |
+      return -2 * x
+    halved: |
+      return x / 2
+  cheats:
+    hard_coded: |
+      return {1: 2, 3: 6}[x]
+  right:
+    sum_of_two: |
+      return x + x
+"""
+
+HIDDEN = """from otter.test_files import test_case
+
+OK_FORMAT = False
+name = "{name}"
+points = 1
+
+
+@test_case(points=1, hidden=True)
+def doubles(f):
+    {body}
+"""
+
 
 def test_the_exercise_plugin_fails_a_cell_whose_checks_miss_a_planted_answer(tmp_path):
-    """tools/pytest_exercises.py under nbval: a wrong answer the checks let through, and a
-    blank they swallow, each fail the exercise cell; strict checks pass, and so does the
-    real solution of every case (nbval runs it)."""
-    cases = {
-        "91_strict": "assert f(1) == 2 and f(3) == 6",
-        "92_weak": "assert f(1) == 2",  # `return x + 1` passes this
-        "93_swallowing": "try:\n    assert f(1) == 2\nexcept Exception:\n    pass",
+    """tools/pytest_exercises.py under nbval: a wrong answer the public checks or the hidden
+    tests let through, and a blank the checks swallow, each fail the exercise cell; strict
+    checks pass, and so does the real solution of every case (nbval runs it)."""
+    strict = "assert f(1) == 2 and f(3) == 6 and f(-5) == -10"
+    hidden_strict = "assert [f(v) for v in (0.5, 7, -11)] == [1.0, 14, -22]"
+    cases = {  # name: (public checks, hidden test)
+        "91_strict": (strict, hidden_strict),
+        "92_weak": ("assert f(1) == 2", hidden_strict),  # `return x + 1` passes this
+        "93_swallowing": ("try:\n    assert f(1) == 2\nexcept Exception:\n    pass", hidden_strict),
+        "94_weak_hidden": (strict, "assert f(1) == 2 and f(3) == 6"),  # the hard-coded cheat passes
     }
-    for name, checks in cases.items():
+    mutations, grading = tmp_path / "mutations", tmp_path / "grading"
+    mutations.mkdir()
+    for name, (checks, hidden) in cases.items():
         notebook = nbformat.v4.new_notebook(
             cells=[
                 nbformat.v4.new_code_cell("import math"),
@@ -227,12 +263,13 @@ def test_the_exercise_plugin_fails_a_cell_whose_checks_miss_a_planted_answer(tmp
         )
         notebook.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(notebook, tmp_path / f"{name}.ipynb")
-        (tmp_path / f"{name}.yaml").write_text(
-            "- block: 1\n  mutants:\n    plus_one: |\n      return x + 1\n    square: |\n      return x * x\n"
-        )
+        (mutations / f"{name}.yaml").write_text(PLANTED)
+        (grading / name).mkdir(parents=True)
+        (grading / name / "ex1.py").write_text(HIDDEN.format(name=name, body=hidden))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tools.pytest_exercises",
-         "--exercise-mutations", str(tmp_path), "--nbval-lax", "--nbval-current-env", "-rA",
+         "--exercise-mutations", str(mutations), "--grading-tests", str(grading),
+         "--nbval-lax", "--nbval-current-env", "-rA",
          *sorted(str(path) for path in tmp_path.glob("*.ipynb"))],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -241,6 +278,31 @@ def test_the_exercise_plugin_fails_a_cell_whose_checks_miss_a_planted_answer(tmp
         for outcome, name in re.findall(r"^(PASSED|FAILED) \S*?(9\d_\w+)\.ipynb::Cell 1", result.stdout, re.M)
     }
     tail = result.stdout[-3000:]
-    assert outcomes == {"91_strict": "PASSED", "92_weak": "FAILED", "93_swallowing": "FAILED"}, tail
-    assert "block 1, plus_one: expected AssertionError, but it passed the checks" in result.stdout
-    assert "block 1, blank: expected NotImplementedError, but it passed the checks" in result.stdout
+    assert outcomes == {
+        "91_strict": "PASSED",
+        "92_weak": "FAILED",
+        "93_swallowing": "FAILED",
+        "94_weak_hidden": "FAILED",
+    }, tail
+    assert (
+        "block 1, mutants plus_one: the cell's checks should raise AssertionError, but it passed"
+        in result.stdout
+    )
+    assert "block 1, blank: expected NotImplementedError, but it passed" in result.stdout
+    assert "block 1, cheats hard_coded: a wrong answer passed the hidden tests" in result.stdout
+
+
+def test_hidden_tests_run_against_the_kernels_names():
+    """grading.hidden_runner_for_source: the student's function is taken by name from the
+    namespace it runs in; a failing case is named; the runner leaves no name behind."""
+    from tools import grading
+
+    runner = grading.hidden_runner_for_source(
+        HIDDEN.format(name="toy", body="assert f(3) == 6, 'f(3) is off'"), "toy"
+    )
+    namespace = {"f": lambda x: 2 * x}
+    exec(compile(runner, "toy", "exec"), namespace)
+    assert "__flowlib_hidden_tests" not in namespace
+    namespace["f"] = lambda x: x + 4
+    with pytest.raises(AssertionError, match=r"doubles: AssertionError: f\(3\) is off"):
+        exec(compile(runner, "toy", "exec"), namespace)

@@ -16,20 +16,29 @@ checks after it stay visible, and all outputs are cleared.
 The checks are proved to work while nbval executes the notebooks (``make notebooks-test``
 loads the pytest plugin in ``tools/pytest_exercises.py``): before each cell with solution
 blocks, the same kernel runs, for each block, the student's blank (which must raise
-``NotImplementedError``) and every planted wrong answer listed in
-``tests/exercise_mutations/NN_name.yaml`` (each must make the cell's own checks fail:
-``AssertionError``, or the error named by ``raises:``); then nbval runs the real solution,
-which must pass, and every other cell, which must run without error. Together with a static
-check that no other cell uses a name a solution block defines (``cross_cell_uses``), this
-proves what executing the student copy would (it stops exactly at its blanks), and more: no
-check passes a wrong answer we thought of. The yaml file lists, in order of appearance, one
-entry per solution block::
+``NotImplementedError``) and every planted answer listed in
+``tests/exercise_mutations/NN_name.yaml``; then nbval runs the real solution, which must pass
+the cell's checks and the exercise's hidden tests (``tests/grading/NN_name/exK.py``, see
+``tools/grading.py``), and every other cell, which must run without error. Together with a
+static check that no other cell uses a name a solution block defines (``cross_cell_uses``),
+this proves what executing the student copy would (it stops exactly at its blanks), and more:
+no check passes a wrong answer we thought of. The yaml file lists, in order of appearance,
+one entry per solution block::
 
     - block: 1            # the 1st "### BEGIN SOLUTION" block of the notebook
-      raises: ValueError  # optional: the error the checks raise for a mutant (AssertionError)
-      mutants:            # each replaces the block's body, written unindented
+      hidden: ex1         # its exercise's hidden tests: tests/grading/NN_name/ex1.py
+      raises: ValueError  # optional: the error the checks raise for a mistake (AssertionError)
+      mutants:            # honest mistakes: must fail the cell's checks and the hidden tests
         input_unchanged: |
           return y
+      cheats:             # shortcuts (a global, a library call): must fail the hidden tests
+        return_global: |
+          return expected
+      right:              # right answers written differently: must pass both
+        numpy_loop: |
+          return np.array([...])
+
+Each body replaces the block's body, written unindented.
 
 ``verify`` (slow, kept for debugging) executes every student copy as a student would.
 
@@ -44,6 +53,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 
@@ -205,11 +215,22 @@ def blank_body(hint: str) -> str:
     return f"{BLANK_MARK}\nraise NotImplementedError({hint!r})"
 
 
-def load_mutations(path: Path, directory: Path = MUTATIONS_DIR) -> list[dict]:
-    """The planted wrong answers of a notebook (``directory/NN_name.yaml``), validated
-    against its solution blocks: one entry per block, in order."""
+KINDS = {  # yaml key: (what each body must do, least count per block)
+    "mutants": ("fail the public checks and the hidden tests", 4),
+    "cheats": ("fail the hidden tests", 1),
+    "right": ("pass the public checks and the hidden tests", 1),
+}
+
+
+def load_mutations(path: Path, directory: Path = MUTATIONS_DIR, grading: Path | None = None) -> list[dict]:
+    """The planted answers of a notebook (``directory/NN_name.yaml``), validated against its
+    solution blocks and its hidden tests: one entry per block, in order, each naming the file
+    of hidden tests of its exercise (``hidden: exK`` for ``tests/grading/NN_name/exK.py``)."""
     import yaml
 
+    from tools import grading as grading_tool
+
+    grading = Path(grading) if grading is not None else grading_tool.GRADING_DIR
     notebook = nbformat.read(path, as_version=4)
     count = sum(len(solution_blocks(c.source)) for c in notebook.cells if c.cell_type == "code")
     where = Path(directory) / (Path(path).stem + ".yaml")
@@ -225,12 +246,21 @@ def load_mutations(path: Path, directory: Path = MUTATIONS_DIR) -> list[dict]:
             f"got {[entry.get('block') for entry in entries]}"
         )
     for entry in entries:
-        mutants = entry.get("mutants") or {}
-        if len(mutants) < 2 or not all(isinstance(body, str) and body.strip() for body in mutants.values()):
-            raise ValueError(f"{where.name}, block {entry['block']}: needs at least two mutants, each a body")
-        if set(entry) - {"block", "mutants", "raises"}:
+        label = f"{where.name}, block {entry['block']}"
+        unknown = set(entry) - {"block", "hidden", "raises", *KINDS}
+        if unknown:
+            raise ValueError(f"{label}: unknown keys {sorted(unknown)}")
+        for kind, (duty, least) in KINDS.items():
+            bodies = entry.get(kind) or {}
+            if len(bodies) < least or not all(isinstance(b, str) and b.strip() for b in bodies.values()):
+                raise ValueError(f"{label}: needs at least {least} {kind} (each must {duty}), each a body")
+        hidden = entry.get("hidden")
+        if (
+            not isinstance(hidden, str)
+            or not grading_tool.hidden_tests_path(Path(path).stem, hidden, grading).is_file()
+        ):
             raise ValueError(
-                f"{where.name}, block {entry['block']}: unknown keys {set(entry) - {'block', 'mutants', 'raises'}}"
+                f"{label}: 'hidden: exK' must name a file tests/grading/{Path(path).stem}/exK.py"
             )
     return entries
 
@@ -302,22 +332,38 @@ def cross_cell_uses(notebook: nbformat.NotebookNode) -> list[str]:
     return problems
 
 
-def planted_variants(source: str, entries: list[dict]) -> list[tuple[str, str, str]]:
-    """What runs in place of an exercise cell before the real one: (label, source, error).
+class Variant(NamedTuple):
+    """One version of an exercise cell that runs before the real one."""
 
-    ``entries`` are the yaml entries of this cell's solution blocks, in order. For each
-    block, the student's blank must raise ``NotImplementedError`` and every planted wrong
-    answer must make the cell's own checks raise ``AssertionError`` (or the error its entry
-    names under ``raises:``).
+    label: str  # "block 2, mutants sign_flip"
+    source: str  # the cell with one block's body replaced
+    kind: str  # blank, mutants, cheats or right
+    error: str  # what the cell's own checks must raise ("" for nothing in particular)
+    block: int  # the block's number in the notebook (the yaml's ``block``)
+
+
+def planted_variants(source: str, entries: list[dict]) -> list[Variant]:
+    """What runs in place of an exercise cell before the real one.
+
+    ``entries`` are the yaml entries of this cell's solution blocks, in order. For each block
+    the student's blank (kind ``blank``) must raise ``NotImplementedError``; each honest
+    mistake (``mutants``) must make the cell's own checks raise ``AssertionError`` (or the error
+    its entry names under ``raises:``) and fail the hidden tests; each shortcut (``cheats``)
+    must fail the hidden tests, whatever the public checks say; each right answer written
+    differently (``right``) must pass both.
     """
     variants = []
     for which, ((_, _, _, hint), entry) in enumerate(zip(solution_blocks(source), entries, strict=True)):
         wrong = entry.get("raises", "AssertionError")
-        bodies = [("blank", blank_body(hint), "NotImplementedError")]
-        bodies += [(name, body, wrong) for name, body in entry["mutants"].items()]
-        for name, body, error in bodies:
-            label = f"block {entry['block']}, {name}"
-            variants.append((label, with_block_replaced(source, which, body), error))
+        bodies = [("blank", "blank", blank_body(hint), "NotImplementedError")]
+        bodies += [(name, "mutants", body, wrong) for name, body in entry["mutants"].items()]
+        bodies += [(name, "cheats", body, "") for name, body in entry["cheats"].items()]
+        bodies += [(name, "right", body, "") for name, body in entry["right"].items()]
+        for name, kind, body, error in bodies:
+            label = f"block {entry['block']}, " + (kind if kind == "blank" else f"{kind} {name}")
+            variants.append(
+                Variant(label, with_block_replaced(source, which, body), kind, error, entry["block"])
+            )
     return variants
 
 

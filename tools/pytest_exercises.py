@@ -2,12 +2,15 @@
 
 ``make notebooks-test`` loads it (``pytest -p tools.pytest_exercises --nbval-lax ...``).
 nbval executes each notebook once, cell by cell, in one kernel. Just before a cell with
-``### BEGIN SOLUTION`` blocks, this plugin runs in that kernel, for each block, the
-student's blank (which must raise ``NotImplementedError``) and every wrong answer planted in
-``tests/exercise_mutations/NN_name.yaml`` (each must make the cell's own checks fail); then
-nbval runs the real cell, which must pass. A variant that does not fail as it must fails
-that cell's test, with the variant named. So each notebook is executed once, and the
-student copies' blanks and the checks' teeth are proved on the way (see tools/exercises.py).
+``### BEGIN SOLUTION`` blocks, this plugin runs in that kernel, for each block, the student's
+blank and every answer planted in ``tests/exercise_mutations/NN_name.yaml`` (see
+``tools/exercises.py``): the blank must raise ``NotImplementedError``; an honest mistake must
+fail the cell's own checks and the exercise's hidden tests (``tests/grading/NN_name/exK.py``,
+what a teacher grades with); a shortcut must fail the hidden tests; a right answer written
+differently must pass both. Then nbval runs the real cell, which must pass, and the hidden
+tests must pass on it. A variant that does not behave as it must fails that cell's test, with
+the variant named. So each notebook is executed once, and the student copies' blanks, the
+checks' teeth and the hidden tests are proved on the way.
 """
 
 from __future__ import annotations
@@ -17,14 +20,19 @@ from queue import Empty
 
 import pytest
 
-from tools import exercises
+from tools import exercises, grading
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--exercise-mutations",
         default=str(exercises.MUTATIONS_DIR),
-        help="folder of the planted wrong answers, NN_name.yaml per notebook",
+        help="folder of the planted answers, NN_name.yaml per notebook",
+    )
+    parser.addoption(
+        "--grading-tests",
+        default=str(grading.GRADING_DIR),
+        help="folder of the hidden tests, NN_name/exK.py per exercise",
     )
 
 
@@ -49,11 +57,16 @@ def _entries_of_cell(item) -> list[dict]:
     notebook = item.parent
     if not hasattr(notebook, "_exercise_entries"):
         directory = Path(item.config.getoption("exercise_mutations"))
-        notebook._exercise_entries = exercises.load_mutations(Path(notebook.path), directory)
+        grading_dir = Path(item.config.getoption("grading_tests"))
+        notebook._exercise_entries = exercises.load_mutations(Path(notebook.path), directory, grading_dir)
     code = [cell for cell in notebook.nb.cells if cell.cell_type == "code"]
     before = sum(len(exercises.solution_blocks(cell.source)) for cell in code[: item.cell_num])
     count = len(exercises.solution_blocks(item.cell.source))
     return notebook._exercise_entries[before : before + count]
+
+
+def _outcome(error: tuple[str, str] | None) -> str:
+    return "passed" if error is None else f"raised {error[0]}: {error[1][:300]}"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -61,14 +74,43 @@ def pytest_runtest_call(item: pytest.Item):
     cell = getattr(item, "cell", None)
     if cell is None or not exercises.solution_blocks(cell.source):
         return (yield)
+    kernel = item.parent.kernel
     timeout = item.config.getoption("nbval_cell_timeout")
+    entries = _entries_of_cell(item)
+    stem = Path(item.parent.path).stem
+    grading_dir = Path(item.config.getoption("grading_tests"))
+    runners = {
+        entry["hidden"]: grading.hidden_runner(grading.hidden_tests_path(stem, entry["hidden"], grading_dir))
+        for entry in entries
+    }
+    hidden_of = {entry["block"]: runners[entry["hidden"]] for entry in entries}
     problems = []
-    for label, source, expected in exercises.planted_variants(cell.source, _entries_of_cell(item)):
-        error = _run_in_kernel(item.parent.kernel, source, timeout)
-        if error is None or error[0] != expected:
-            outcome = "passed the checks" if error is None else f"raised {error[0]}: {error[1][:200]}"
-            problems.append(f"{label}: expected {expected}, but it {outcome}")
+    for label, source, kind, expected, block in exercises.planted_variants(cell.source, entries):
+        error = _run_in_kernel(kernel, source, timeout)
+        if kind == "blank":
+            if error is None or error[0] != "NotImplementedError":
+                problems.append(f"{label}: expected NotImplementedError, but it {_outcome(error)}")
+            continue
+        if kind == "mutants" and (error is None or error[0] != expected):
+            problems.append(f"{label}: the cell's checks should raise {expected}, but it {_outcome(error)}")
+        if kind == "right" and error is not None:
+            problems.append(
+                f"{label}: a right answer should pass the cell's checks, but it {_outcome(error)}"
+            )
+        hidden = _run_in_kernel(kernel, hidden_of[block], timeout)
+        if kind == "right" and hidden is not None:
+            problems.append(
+                f"{label}: a right answer should pass the hidden tests, but they {_outcome(hidden)}"
+            )
+        if kind != "right" and hidden is None:
+            problems.append(f"{label}: a wrong answer passed the hidden tests")
     result = yield  # the real solution, run by nbval
+    for name, runner in runners.items():
+        hidden = _run_in_kernel(kernel, runner, timeout)
+        if hidden is not None:
+            problems.append(f"the solution fails the hidden tests {name}: {_outcome(hidden)}")
     if problems:
-        item.raise_cell_error("The exercise's checks do not catch a planted answer:\n" + "\n".join(problems))
+        item.raise_cell_error(
+            "The exercise's checks or hidden tests do not tell right from wrong:\n" + "\n".join(problems)
+        )
     return result
