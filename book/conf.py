@@ -16,6 +16,10 @@ Two rewrites happen as each page is read (nothing in the repository changes):
 
 Every notebook page carries the theme's "launch in Colab" button, opening that notebook at
 ``flowlib.config.REF``.
+
+Formulas are typeset by MathJax served with the site itself (``make book`` installs the
+``mathjax`` package from the npm registry into ``build/mathjax``), not from a CDN, so a
+classroom intranet without internet access still shows the mathematics.
 """
 
 from __future__ import annotations
@@ -62,6 +66,12 @@ suppress_warnings = ["myst.header"]  # a notebook may step from # to ### in a ma
 html_theme = "sphinx_book_theme"
 html_title = "Normalizing flows in TensorFlow 2"
 html_static_path = ["_static"]
+# MathJax 3 from the npm package: its folder is copied into _static/ (es5/ and package.json).
+MATHJAX = ROOT / "build" / "mathjax" / "node_modules" / "mathjax" / "es5"
+if not (MATHJAX / "tex-chtml.js").is_file():
+    raise RuntimeError(f"MathJax is missing from {MATHJAX}: build the site with `make book`")
+html_static_path.append(str(MATHJAX.parent))
+mathjax_path = "es5/tex-chtml.js"
 html_theme_options = {
     "repository_url": f"https://github.com/{config.REPOSITORY}",
     "repository_branch": config.REF,

@@ -24,10 +24,10 @@ from flowlib import config
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "book" / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Remote hosts the site may ask for, refused here: MathJax and the Jupyter widget manager
-# (cdn.jsdelivr.net) and require.js (cdnjs.cloudflare.com), which the widget manager loads on
-# pages whose notebook saved widget state. Offline, formulas show as TeX and saved widgets
-# as their text; every figure is a local image.
+# Remote hosts the site may ask for, refused here: the Jupyter widget manager
+# (cdn.jsdelivr.net) and require.js (cdnjs.cloudflare.com), which it loads on pages whose
+# notebook saved widget state. Offline, saved widgets show as their text; every figure is a
+# local image, and MathJax is served with the site (test_formulas_are_typeset_offline).
 EXPECTED_REMOTE = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com")
 
 pytestmark = [
@@ -138,3 +138,34 @@ def test_front_page_is_the_readme_with_the_animation(site):
     assert "Two commands" in html and "flow_layers.gif" in html
     assert "README.html" in (SITE / "index.html").read_text()
     assert os.path.getsize(SITE / "_images" / "flow_layers.gif") > 10_000
+
+
+def test_formulas_are_typeset_offline(site, launch_chromium):
+    """MathJax comes with the site: with every remote host refused, the formulas of a
+    notebook page are typeset (MathJax's <mjx-container> elements), not left as raw TeX."""
+    from playwright.sync_api import sync_playwright
+
+    remote = set()
+
+    def route(request_route):
+        host = urlparse(request_route.request.url).hostname
+        if host in ("127.0.0.1", None):
+            return request_route.continue_()
+        remote.add(host)
+        return request_route.abort()
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.route("**/*", route)
+        page.goto(site + "notebooks/02_change_of_variables.html", wait_until="load")
+        page.wait_for_selector("mjx-container", timeout=30_000)
+        typeset = page.evaluate("() => document.querySelectorAll('mjx-container').length")
+        raw = page.evaluate(  # Sphinx's math spans still holding TeX instead of MathJax's output
+            "() => Array.from(document.querySelectorAll('.math')).filter("
+            "e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 60))"
+        )
+        browser.close()
+    assert typeset >= 20, f"only {typeset} formulas typeset"
+    assert not raw, f"formulas left as raw TeX: {raw[:5]}"
+    assert not any("mathjax" in host for host in remote), sorted(remote)
