@@ -43,8 +43,6 @@ import flowlib
 flowlib.config.check_environment()
 
 # %%
-from unittest import mock
-
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
@@ -239,7 +237,7 @@ plt.show()
 # ## A swap lets the other half move too
 #
 # A second coupling layer of the same kind would again leave $x_1$ alone (exercise 2 shows
-# that such layers in a row add up to a single layer whose shift is the sum of theirs).
+# that such layers in a row are no more than a single layer of the same kind).
 # So between couplings we **swap** the two coordinates, $(x_1, x_2) \mapsto (x_2, x_1)$.
 # In the plane the swap is the mirror image about the diagonal $y = x$: each point jumps
 # to the other side, along a line at right angles to the diagonal. The swap is its own
@@ -499,113 +497,142 @@ np.testing.assert_array_equal(fresh.forward(test_points), test_points)  # starts
 # Each exercise has a code cell: replace the solution part and run the checks below it.
 
 # %% [markdown]
-# ### Exercise 1: condition on the other half
+# ### Exercise 1: keep any coordinates, in any order
 #
-# Here is a coupling layer that keeps $x_2$ and shifts $x_1$:
-# $y_1 = x_1 + g(x_2)$, $y_2 = x_2$. Write its inverse `other_inverse(y)`. The checks
-# test the round trip in both directions (also far in the tails) and compare with flowlib's
-# `AdditiveCoupling` with the mask `half_mask(2, keep_first=False)`, which keeps the
-# *second* coordinate.
+# In more dimensions a coupling layer may keep any coordinates. Below, `kept` and
+# `changed` are lists of column indices that together cover each coordinate once, in an
+# order of their own (not necessarily increasing). The network receives the kept
+# coordinates `x[:, kept]` *in that order* and returns one shift per changed coordinate,
+# in the order of `changed`:
+# $y_{\text{kept}} = x_{\text{kept}}$, $y_{\text{changed}} = x_{\text{changed}} +
+# \text{network}(x_{\text{kept}})$. `general_forward` is this layer. Write its inverse,
+# `general_inverse(y, network, kept, changed)`, for any dimension and any such lists (a
+# NumPy or a TensorFlow answer both do). The checks use random networks, dimensions 3 to 6
+# and index lists out of order, and test the round trip in both directions far out in the
+# tails.
 
 # %%
-g = make_network(seed=7)
+def random_network(seed, num_in, num_out, hidden_units=16):
+    """A random plain-TensorFlow network [n, num_in] -> [n, num_out] (Dense + ReLU + Dense)."""
+    rng = np.random.default_rng(seed)
+    w1 = tf.constant(rng.normal(size=(num_in, hidden_units)), tf.float32)
+    b1 = tf.constant(rng.uniform(-3, 3, size=hidden_units), tf.float32)
+    w2 = tf.constant(rng.normal(size=(hidden_units, num_out)) * 2 / np.sqrt(hidden_units), tf.float32)
+    return lambda x: tf.matmul(tf.nn.relu(tf.matmul(tf.cast(x, tf.float32), w1) + b1), w2)
 
 
-def other_forward(x):
-    x1, x2 = x[:, :1], x[:, 1:]
-    return tf.concat([x1 + g(x2), x2], axis=1)
+def general_forward(x, network, kept, changed):
+    """y[:, kept] = x[:, kept]; y[:, changed] = x[:, changed] + network(x[:, kept])."""
+    x = np.array(x, np.float32)
+    y = x.copy()
+    y[:, changed] = x[:, changed] + np.asarray(network(x[:, kept]))
+    return y
 
 
-def other_inverse(y):
-    ### BEGIN SOLUTION hint: y2 is x2, so g(y2) is the shift that was added to x1
-    y1, y2 = y[:, :1], y[:, 1:]
-    return tf.concat([y1 - g(y2), y2], axis=1)
-    ### END SOLUTION
-
-
-points = np.random.default_rng(1).uniform(-10, 10, (1000, 2)).astype(np.float32)
-np.testing.assert_allclose(other_inverse(other_forward(points)), points, atol=1e-4)
-np.testing.assert_allclose(other_forward(other_inverse(points)), points, atol=1e-4)
-flowlib_layer = AdditiveCoupling(half_mask(2, keep_first=False), network=g)
-np.testing.assert_allclose(other_inverse(points), flowlib_layer.inverse(points), atol=1e-5)
-print("Exercise 1: correct")
-
-# %% [markdown]
-# ### Exercise 2: a stack without swaps
-#
-# Write `stack_without_swaps(x)`, which applies the three couplings of `networks` one after
-# the other with `coupling_forward`, but *without* the swaps. The checks show what goes
-# wrong: $x_1$ never changes, and the three layers together are just one additive coupling
-# whose network is $f_1 + f_2 + f_3$. (Question to think about: why does the sum appear,
-# and what does that say about the value of depth without permutations?)
-
-# %%
-def stack_without_swaps(x):
-    ### BEGIN SOLUTION hint: no swaps: each layer's output is simply the next layer's input
-    for network in networks:
-        x = coupling_forward(x, network)
+def general_inverse(y, network, kept, changed):
+    ### BEGIN SOLUTION hint: the kept coordinates of y are those of x, so the network sees the same input as in the forward pass
+    y = np.array(y, np.float32)
+    x = y.copy()
+    x[:, changed] = y[:, changed] - np.asarray(network(y[:, kept]))
     return x
     ### END SOLUTION
 
 
-points = np.random.default_rng(2).normal(size=(1000, 2)).astype(np.float32)
-out = np.asarray(stack_without_swaps(points))
-np.testing.assert_array_equal(out[:, 0], points[:, 0])  # x1 never moves
+def check_exercise_1(general_inverse):
+    cases = [(3, [2], [1, 0]), (5, [3, 0], [4, 1, 2]), (6, [5, 1, 3], [2, 0, 4])]
+    for seed, (dim, kept, changed) in enumerate(cases):
+        rng = np.random.default_rng(100 + seed)
+        network = random_network(seed + 40, len(kept), len(changed))
+        points = rng.uniform(-10, 10, (257, dim)).astype(np.float32)
+        back = np.asarray(general_inverse(general_forward(points, network, kept, changed), network, kept, changed))
+        assert back.shape == points.shape, f"general_inverse returned shape {back.shape} for points of shape {points.shape}"
+        np.testing.assert_allclose(back, points, atol=1e-4,
+                                   err_msg=f"inverse(forward(x)) is not x (dimension {dim}, kept {kept}, changed {changed})")
+        again = general_forward(np.asarray(general_inverse(points, network, kept, changed)), network, kept, changed)
+        np.testing.assert_allclose(again, points, atol=1e-4,
+                                   err_msg=f"forward(inverse(y)) is not y (dimension {dim}, kept {kept}, changed {changed})")
+    print("Exercise 1: correct")
 
 
-def summed_network(x1):
-    return networks[0](x1) + networks[1](x1) + networks[2](x1)
-
-
-np.testing.assert_allclose(out, coupling_forward(points, summed_network), atol=1e-5)
-print("Exercise 2: correct")
+check_exercise_1(general_inverse)
 
 # %% [markdown]
-# ### Exercise 3: your own shift function
+# ### Exercise 2: a stack without swaps is one layer
 #
-# The shift does not have to come from a neural network. Take
-# $h(x_1) = 1.5\sin(2x_1) + 0.3\,x_1^2$, which goes up and down many times and is
-# certainly not one-to-one. Write the forward
-# and inverse of the additive coupling that shifts $x_2$ by $h(x_1)$, without using
-# `coupling_forward` or `coupling_inverse`. The checks compare with flowlib, test the round
-# trip out to $|x| = 10$ and check with autodiff that the determinant is 1.
+# What if we apply couplings (`coupling_forward`) one after the other *without* the swaps
+# in between? Follow a point through the layers. Then write `merged_network(networks)`: given
+# a list of networks ($\mathbb{R}\to\mathbb{R}$, plain callables `[n, 1] -> [n, 1]`, like
+# those of `make_network`), it returns **one** network such that a single coupling with it,
+# `coupling_forward(x, merged_network(networks))`, does exactly what the couplings with
+# `networks[0]`, `networks[1]`, ... applied in turn do. The checks try lists of one to four
+# random networks. (Question to think about: what does your answer say about the value of
+# depth without permutations?)
 
 # %%
-def h(x1):
-    return 1.5 * tf.sin(2 * x1) + 0.3 * x1**2
+def merged_network(networks):
+    ### BEGIN SOLUTION hint: which half of x do the layers leave alone, and what do they add to the other half?
+    def merged(x1):
+        return tf.add_n([network(x1) for network in networks])
 
-
-def wavy_forward(x):
-    ### BEGIN SOLUTION hint: the same structure as coupling_forward, with h in the place of the network
-    x1, x2 = x[:, :1], x[:, 1:]
-    return tf.concat([x1, x2 + h(x1)], axis=1)
+    return merged
     ### END SOLUTION
 
 
-def wavy_inverse(y):
-    ### BEGIN SOLUTION hint: undo the forward step; y1 is x1, so h(y1) is known
-    y1, y2 = y[:, :1], y[:, 1:]
-    return tf.concat([y1, y2 - h(y1)], axis=1)
+def check_exercise_2(merged_network):
+    for seed, count in enumerate([1, 2, 4]):
+        some_networks = [make_network(seed=200 + 10 * seed + k, hidden_units=8 + 4 * k) for k in range(count)]
+        points = np.random.default_rng(seed).normal(2.0, 3.0, size=(300, 2)).astype(np.float32)
+        stacked = points
+        for network in some_networks:  # the stack, layer by layer
+            stacked = coupling_forward(stacked, network)
+        one_layer = coupling_forward(points, merged_network(some_networks))
+        np.testing.assert_allclose(one_layer, stacked, atol=1e-4,
+                                   err_msg=f"one coupling with the merged network differs from the stack of {count}")
+    print("Exercise 2: correct")
+
+
+check_exercise_2(merged_network)
+
+# %% [markdown]
+# ### Exercise 3: the Jacobian of a coupling, without autodiff
+#
+# The shift does not have to come from a neural network: any function of $x_1$ will do,
+# for example one that goes up and down many times, like $h(x_1) = a\sin(c\,x_1) +
+# b\,x_1^2$. Write `coupling_jacobian(x, dh)`: the Jacobian of the coupling $y_1 = x_1$,
+# $y_2 = x_2 + h(x_1)$ at every point of `x` (`[n, 2]`), as an array `[n, 2, 2]` with
+# `J[i, r, c]` $= \partial y_r / \partial x_c$ (rows: outputs, columns: inputs, as in
+# `jacobians` above). You are given only the derivative `dh` of the shift (a NumPy
+# function of an array of $x_1$ values), not $h$ itself. The checks compare with autodiff
+# for several shifts and then check that $\det J = 1$.
+
+# %%
+def coupling_jacobian(x, dh):
+    ### BEGIN SOLUTION hint: differentiate y1 = x1 and y2 = x2 + h(x1) by x1 and by x2; only one entry depends on the point
+    x = np.asarray(x)
+    J = np.zeros((len(x), 2, 2))
+    J[:, 0, 0] = 1.0
+    J[:, 1, 1] = 1.0
+    J[:, 1, 0] = dh(x[:, 0])
+    return J
     ### END SOLUTION
 
 
-points = np.random.default_rng(3).uniform(-10, 10, (1000, 2)).astype(np.float32)
-wavy_layer = AdditiveCoupling(half_mask(2), network=h)
-expected = wavy_layer.forward(points)
+def check_exercise_3(coupling_jacobian):
+    for seed, (a, b, c) in enumerate([(1.5, 0.3, 2.0), (-0.8, 0.05, 3.5), (2.2, -0.4, 0.7)]):
+        def shift(x1, a=a, b=b, c=c):
+            return a * tf.sin(c * x1) + b * x1**2
+
+        def dh(x1, a=a, b=b, c=c):
+            return a * c * np.cos(c * np.asarray(x1)) + 2 * b * np.asarray(x1)
+
+        points = np.random.default_rng(300 + seed).uniform(-6, 4, (120, 2)).astype(np.float32)
+        J = np.asarray(coupling_jacobian(points, dh))
+        assert J.shape == (len(points), 2, 2), f"expected shape {(len(points), 2, 2)}, got {J.shape}"
+        expected = jacobians(lambda x: tf.concat([x[:, :1], x[:, 1:] + shift(x[:, :1])], axis=1), points)
+        np.testing.assert_allclose(J, expected, atol=1e-3, rtol=1e-4,
+                                   err_msg=f"the Jacobian differs from autodiff (shift {a} sin({c} x1) + {b} x1^2)")
+        np.testing.assert_allclose(np.linalg.det(J), 1.0, atol=1e-6)
+    print("Exercise 3: correct")
 
 
-def refuse(*args, **kwargs):
-    raise AssertionError("write the coupling out yourself, without the ready-made functions or layers")
-
-
-# Inside these checks the ready-made versions refuse to run: the answer must be your own.
-with mock.patch.dict(globals(), coupling_forward=refuse, coupling_inverse=refuse), \
-        mock.patch.object(AdditiveCoupling, "forward", refuse), mock.patch.object(AdditiveCoupling, "inverse", refuse):
-    np.testing.assert_allclose(wavy_forward(points), expected, atol=1e-5)
-    np.testing.assert_allclose(wavy_inverse(wavy_forward(points)), points, atol=1e-4)
-    x = tf.constant(points)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = wavy_forward(x)
-    np.testing.assert_allclose(np.linalg.det(tape.batch_jacobian(y, x).numpy()), 1.0, atol=1e-5)
-print("Exercise 3: correct")
+check_exercise_3(coupling_jacobian)
