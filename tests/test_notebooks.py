@@ -89,6 +89,52 @@ def test_the_reader_sees_no_test_scaffolding(path):
         assert found is None, f"cell {index} shows {found.group(0)!r}: keep the harness out of the lecture"
 
 
+# What the reader's view (markdown and committed outputs) must not talk about: the project's
+# workshop (benchmarks and their result files, CI, the fast mode, the machine it ran on, the
+# student copies) and leftovers of one run (temporary paths).
+WORKSHOP_TALK = re.compile(
+    r"bench/|\bresults/\w+\.(?:txt|md)|(?-i:\bCI\b)|fast[ -]mode|FLOWLIB_FAST|shared (?:2-core )?CPU"
+    r"|\b(?:this|the|a shared|a loaded|a quiet) machine\b|student copy|/tmp/",
+    re.I,
+)
+
+
+def _output_text(output) -> str:
+    if "data" in output:
+        return "".join(output["data"].get("text/markdown", "")) + "".join(
+            output["data"].get("text/plain", "")
+        )
+    return "".join(output.get("text", ""))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_the_reader_sees_a_lecture_not_the_workshop(path):
+    """No talk of bench/, results files, CI, the fast mode, the machine or the student copies
+    in markdown or committed outputs; no progress bar stopped before its end; one version
+    line per notebook."""
+    notebook = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        texts = (
+            [cell.source]
+            if cell.cell_type == "markdown"
+            else [_output_text(o) for o in cell.get("outputs", [])]
+        )
+        for text in texts:
+            found = WORKSHOP_TALK.search(text)
+            assert found is None, (
+                f"cell {index} shows {found.group(0)!r}: {text[max(0, found.start() - 60) : found.end() + 60]!r}"
+            )
+            for bar in re.findall(r"\b(\d{1,3})%\|", text):
+                assert bar == "100", f"cell {index} shows a progress bar stopped at {bar}%"
+    versions = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        for output in cell.get("outputs", [])
+        if re.search(r"^tensorflow \d", _output_text(output), re.M)
+    ]
+    assert len(versions) == 1, f"the versions are printed by cells {versions}: once is enough"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_the_twin_is_valid_python(path):
     """`python notebooks/NN_name.py` must at least parse (an `if` before a comment-only body does not)."""
