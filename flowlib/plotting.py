@@ -6,14 +6,19 @@
 - :func:`plot_density`: the target beside the learned density.
 - :func:`plot_training_curve`: training and held-out NLL with the entropy bound.
 - :func:`animate_layers`: the points flowing through the layers, saved as a GIF.
+- :func:`save_figure`: write a figure to a file whole or not at all.
 
 Every function returns the matplotlib ``Figure`` (or ``Axes``) it drew, and draws 2-D
-maps with equal aspect.
+maps with equal aspect. Files are written to a temporary file beside the target and
+renamed over it, so an interrupted run never leaves a truncated picture.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +58,47 @@ def _check_extent(extent: Sequence[float]) -> tuple[float, float, float, float]:
             f"got {tuple(extent)}"
         )
     return left, right, bottom, top
+
+
+def _new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` would give a new file (0666 less the umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def _atomic(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix, so the format is the same) and
+    move it over ``path`` when the block succeeds; on failure remove it. A kill in between
+    leaves the old file (or none) and a hidden ``.<name>.*`` temporary, never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(descriptor)
+    temporary = Path(temporary)
+    try:
+        os.chmod(temporary, _new_file_mode())  # mkstemp's file is private (0600); a figure is not
+        yield temporary
+        with open(temporary, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """``fig.savefig(path, **savefig_kwargs)``, whole or not at all; returns ``path``.
+
+    The figure is written to a temporary file in the same folder and renamed over
+    ``path`` (``os.replace``): a run killed while writing leaves the previous file, not
+    an empty or truncated one. The format comes from the suffix, as with ``savefig``.
+    """
+    path = Path(path)
+    with _atomic(path) as temporary:
+        fig.savefig(temporary, **savefig_kwargs)
+    return path
 
 
 def _pyplot():
@@ -252,7 +298,6 @@ def animate_layers(
     if len(stages) < 2:
         raise ValueError(f"stages must hold at least two (name, points) stages to animate, got {len(stages)}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4, 4))
     _square(ax, limit)
     scatter = ax.scatter(stages[0][1][:, 0], stages[0][1][:, 1], s=1, c=colors, linewidths=0)
@@ -269,6 +314,9 @@ def animate_layers(
         title.set_text(f"{i + 1 if t > 0.5 else i}: {_pretty(stages[i + 1 if t > 0.5 else i][0])}")
         return scatter, title
 
-    FuncAnimation(fig, draw, frames=frames, blit=False).save(path, writer=PillowWriter(fps=fps))
-    plt.close(fig)
+    try:
+        with _atomic(path) as temporary:
+            FuncAnimation(fig, draw, frames=frames, blit=False).save(temporary, writer=PillowWriter(fps=fps))
+    finally:
+        plt.close(fig)
     return path
