@@ -18,31 +18,35 @@
 # %% [markdown]
 # # 02 · Change of variables
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/02_change_of_variables.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/02_change_of_variables.ipynb)
 #
 # **After this notebook you can** compute the density of samples pushed through a
 # bijection (in 1-D and in 2-D), explain the Jacobian determinant as the local change of
 # area, write an affine coupling layer and its log-determinant by hand and check it with
-# autodiff, and check that a TensorFlow Probability `TransformedDistribution` built from
-# flowlib's `AffineCoupling` layers is a proper density (it integrates to 1).
+# autodiff, check that a TensorFlow Probability `TransformedDistribution` built from
+# flowlib's `AffineCoupling` layers is a proper density (it integrates to 1), and write a
+# bijector of your own as a `tfb.Bijector` subclass (exercise 4).
 #
 # **Prerequisites:** notebook 01, *Additive coupling*.
 
 # %%
-# Setup. In Colab: install flowlib at the series' fixed ref, keeping Colab's TensorFlow.
+# Setup. In Colab: install flowlib from the series' repository, keeping Colab's TensorFlow.
 import sys
 
 if "google.colab" in sys.modules:
     get_ipython().run_line_magic(
-        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@v0.1.0"')
+        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@main"')
 
-import flowlib
+try:
+    import flowlib
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "flowlib is not installed: in Colab, check the network and run this cell again; "
+        "on your machine, run `make venv` and choose the .venv kernel.") from None
 
 flowlib.config.check_environment()
 
 # %%
-from unittest import mock
-
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
@@ -544,11 +548,13 @@ assert flow_spread.max() / flow_spread.min() > 1.5  # dependent: the flow made i
 # %% [markdown]
 # ### Exercise 1: the log-determinant of a dense map
 #
-# The map $h(x) = A\,\sinh(x)$ ($\sinh$ applied to each coordinate, then a fixed
-# invertible matrix $A$) has a full Jacobian, not a triangular one. Use the chain rule,
+# The map $h(x) = A\,\sinh(x)$ ($\sinh$ applied to each coordinate, then an invertible
+# $D \times D$ matrix $A$) has a full Jacobian, not a triangular one. Use the chain rule,
 # $J_h(x) = A\,\operatorname{diag}(\cosh x)$, and $\det(BC) = \det B \det C$ to write
-# `log_det_h(x)`, its $\log|\det J_h(x)|$ per point, without building any Jacobian. The
-# check compares with autodiff and `tf.linalg.slogdet`.
+# `log_det_h(x, log_abs_det_A)`: its $\log|\det J_h(x)|$ at each point of `x` (`[n, D]`,
+# result `[n]`), given only the number $\log|\det A|$, not $A$ itself. The checks draw
+# random matrices of several sizes (some with $\det A < 0$) and compare with autodiff and
+# `tf.linalg.slogdet`. Here is one such map, to try your function on:
 
 # %%
 A = np.array([[-0.3, 2.0, 0.4], [1.0, 0.5, 0.0], [0.2, 0.0, 0.7]], np.float32)  # det A < 0
@@ -558,61 +564,72 @@ def h_map(x):
     return tf.matmul(tf.sinh(x), A, transpose_b=True)  # row-wise A @ sinh(x)
 
 
-def log_det_h(x):
-    ### BEGIN SOLUTION hint: det(A diag(c)) = det(A) prod(c); take logs, and mind the sign of det(A)
-    return np.linalg.slogdet(A)[1] + tf.reduce_sum(tf.math.log(tf.cosh(x)), axis=1)
+def log_det_h(x, log_abs_det_A):
+    ### BEGIN SOLUTION hint: det(A diag(c)) = det(A) prod(c); take logs of absolute values
+    return log_abs_det_A + tf.reduce_sum(tf.math.log(tf.cosh(x)), axis=1)
     ### END SOLUTION
 
 
-x_check = np.random.default_rng(11).normal(size=(300, 3)).astype(np.float32)
-_, expected = tf.linalg.slogdet(jacobians(h_map, x_check))
+def check_exercise_1(log_det_h):
+    for seed, dim in enumerate([2, 3, 5]):
+        rng = np.random.default_rng(40 + seed)
+        matrix = rng.normal(size=(dim, dim)).astype(np.float32) + np.diag(rng.uniform(-2, 2, dim)).astype(np.float32)
+        points = rng.normal(0.3, 1.5, size=(60 + seed, dim)).astype(np.float32)
+        sign, log_abs_det_matrix = np.linalg.slogdet(matrix.astype(np.float64))
+        got = np.asarray(log_det_h(tf.constant(points), np.float32(log_abs_det_matrix)))
+        assert got.shape == (len(points),), f"expected one value per point, shape {(len(points),)}, got {got.shape}"
+        J = jacobians(lambda x, matrix=matrix: tf.matmul(tf.sinh(x), matrix, transpose_b=True), points)
+        np.testing.assert_allclose(got, tf.linalg.slogdet(J)[1], atol=1e-3, rtol=1e-5,
+                                   err_msg=f"log|det J| differs from autodiff (D = {dim}, sign of det A: {sign:+.0f})")
+    print("Exercise 1: correct")
 
 
-def refuse(*args, **kwargs):
-    raise AssertionError("use the chain rule: no Jacobian built, not even by autodiff")
-
-
-with mock.patch.dict(globals(), h_map=refuse, jacobians=refuse):  # the map itself is off limits here
-    np.testing.assert_allclose(log_det_h(tf.constant(x_check)), expected, atol=1e-4)
-print("Exercise 1: correct")
+check_exercise_1(log_det_h)
 
 # %% [markdown]
 # ### Exercise 2: the density of $Y = aX + b$
 #
-# With $X \sim \mathcal{N}(0, 1)$ and numbers $a \ne 0$, $b$, derive the density of
-# $Y = aX + b$ from the change-of-variables formula and write `affine_density(y, a, b)`
-# with NumPy (no TFP). Careful with negative $a$. The checks compare with the normal
-# distribution $\mathcal{N}(b, a^2)$ and integrate your density on a grid.
+# Let $X$ have a density $p_X$, given as a function `base_density` that takes a NumPy array
+# of values and returns their densities. With numbers $a \ne 0$ and $b$, derive the density
+# of $Y = aX + b$ from the change-of-variables formula and write
+# `affine_density(y, a, b, base_density)`. Careful with negative $a$. The checks use base
+# densities that are *not* symmetric (so a wrong sign shows), compare with TFP's own
+# `TransformedDistribution` and integrate your density on a grid.
 
 # %%
-def affine_density(y, a, b):
-    ### BEGIN SOLUTION hint: solve for x, then multiply the standard normal density at x by |dx/dy|
+def affine_density(y, a, b, base_density):
+    ### BEGIN SOLUTION hint: solve y = a x + b for x, then multiply the base density at x by |dx/dy|
     x = (y - b) / a
-    return np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi) / abs(a)
+    return base_density(x) / abs(a)
     ### END SOLUTION
 
 
-class NoTFP:
-    def __getattr__(self, name):
-        raise AssertionError("NumPy only: no TFP in affine_density")
+def check_exercise_2(affine_density):
+    bases = [tfd.Gumbel(np.float64(0.3), 0.8), tfd.Gamma(np.float64(2.0), 1.5),
+             tfd.SinhArcsinh(np.float64(-1.0), 1.2, skewness=np.float64(0.9))]
+    for base, a, b in zip(bases, [-2.5, 0.4, -0.7], [1.0, -3.0, 2.0]):
+        pushed = tfd.TransformedDistribution(base, tfb.Shift(np.float64(b))(tfb.Scale(np.float64(a))))
+        lo, hi = (float(q) for q in np.sort(pushed.bijector.forward(base.quantile([1e-7, 1 - 1e-7]))))
+        y = np.linspace(lo, hi, 20_001)
+        got = np.asarray(affine_density(y, a, b, lambda x, base=base: base.prob(np.asarray(x)).numpy()))
+        np.testing.assert_allclose(got, pushed.prob(y), rtol=1e-6, atol=1e-12,
+                                   err_msg=f"wrong density of Y = aX + b for a = {a}, b = {b}")
+        assert abs(np.trapezoid(got, y) - 1.0) < 1e-3, "the density does not integrate to 1"
+    print("Exercise 2: correct")
 
 
-y_grid = np.linspace(-20, 20, 40_001)
-for a, b in [(2.0, 1.0), (-2.5, 1.0), (0.4, -3.0)]:
-    expected = tfd.Normal(np.float64(b), abs(a)).prob(y_grid).numpy()
-    with mock.patch.dict(globals(), tfd=NoTFP(), tfp=NoTFP()):  # NumPy only: TFP is out of reach in here
-        np.testing.assert_allclose(affine_density(y_grid, a, b), expected, rtol=1e-6, atol=1e-12)
-        assert abs(np.trapezoid(affine_density(y_grid, a, b), y_grid) - 1.0) < 1e-6
-print("Exercise 2: correct")
+check_exercise_2(affine_density)
 
 # %% [markdown]
-# ### Exercise 3: integrate a flow's density on your own grid
+# ### Exercise 3: integrate a density on your own grid
 #
 # Write `grid_integral(prob, extent, resolution)`: the integral of a 2-D density over the
-# rectangle `extent = (left, right, bottom, top)`, approximated by a sum over a
-# `resolution x resolution` grid of cells (density at each cell's centre times the cell's
-# area). `prob` maps points `[n, 2]` (float32) to densities `[n]`. The checks try it on a
-# standard normal, on half of the plane, and on a new two-layer flow with random weights.
+# rectangle `extent = (left, right, bottom, top)` ($x_1$ from left to right, $x_2$ from
+# bottom to top), approximated by the midpoint rule on a `resolution x resolution` grid of
+# cells: the density at each cell's centre times the cell's area, added up. `prob` maps
+# points `[n, 2]` (float32) to densities `[n]`. The checks use rectangles that are not
+# square and not centred, densities that are not symmetric, coarse grids (where the
+# midpoint rule and the wrong points give different answers) and a new two-layer flow.
 
 # %%
 def grid_integral(prob, extent, resolution):
@@ -626,17 +643,127 @@ def grid_integral(prob, extent, resolution):
     ### END SOLUTION
 
 
-normal_2d = tfd.MultivariateNormalDiag(loc=tf.zeros(2), scale_diag=tf.ones(2))
-assert abs(grid_integral(normal_2d.prob, (-6, 6, -6, 6), 200) - 1.0) < 1e-3
-assert abs(grid_integral(normal_2d.prob, (0, 6, -6, 6), 200) - 0.5) < 1e-3  # half the plane
-assert abs(grid_integral(normal_2d.prob, (-1, 1, -1, 1), 200) - 0.6827**2) < 1e-3  # a 1-sigma square
+def check_exercise_3(grid_integral):
+    def plane(p):  # linear in each coordinate: the midpoint rule is exact on any grid
+        p = np.asarray(p, np.float64)
+        return 0.5 + 0.3 * p[:, 0] - 0.2 * p[:, 1] + 0.05 * p[:, 0] * p[:, 1]
 
-my_flow = tfd.TransformedDistribution(
-    distribution=normal_2d,
-    bijector=tfb.Chain([
-        AffineCoupling(half_mask(2), network=MLP(1, 2, (8, 8), seed=3, zero_last=False)),
-        tfb.Permute(permutation=[1, 0]),
-        AffineCoupling(half_mask(2), network=MLP(1, 2, (8, 8), seed=2, zero_last=False)),
-    ]))
-assert abs(grid_integral(my_flow.prob, (-6, 6, -6, 6), 300) - 1.0) < 0.01
-print("Exercise 3: correct")
+    def plane_integral(left, right, bottom, top):
+        area = (right - left) * (top - bottom)
+        mean_x1, mean_x2 = (left + right) / 2, (bottom + top) / 2
+        return area * (0.5 + 0.3 * mean_x1 - 0.2 * mean_x2 + 0.05 * mean_x1 * mean_x2)
+
+    for extent, resolution in [((-1.0, 3.0, 2.0, 2.5), 3), ((0.5, 1.5, -4.0, 2.0), 4), ((-2.0, 5.0, -1.0, 0.0), 1)]:
+        got = grid_integral(plane, extent, resolution)
+        np.testing.assert_allclose(got, plane_integral(*extent), rtol=1e-5,
+                                   err_msg=f"wrong integral of a plane over {extent} with resolution {resolution}")
+
+    skewed = tfd.MultivariateNormalTriL(loc=[0.7, -1.2], scale_tril=[[1.0, 0.0], [0.6, 0.5]])
+    for extent, resolution in [((-1.0, 2.5, -2.0, 0.0), 5), ((0.0, 4.0, -3.0, 1.0), 7)]:
+        left, right, bottom, top = extent
+        width, height = (right - left) / resolution, (top - bottom) / resolution
+        centres = np.array([[left + (i + 0.5) * width, bottom + (j + 0.5) * height]  # cell by cell
+                            for i in range(resolution) for j in range(resolution)], np.float32)
+        total = float(np.sum(skewed.prob(centres))) * width * height
+        np.testing.assert_allclose(grid_integral(skewed.prob, extent, resolution), total, rtol=1e-4,
+                                   err_msg=f"not the midpoint rule on a {resolution} x {resolution} grid over {extent}")
+
+    flow_to_integrate = tfd.TransformedDistribution(
+        distribution=tfd.MultivariateNormalDiag(loc=[0.5, -0.5], scale_diag=[1.0, 0.8]),
+        bijector=tfb.Chain([
+            AffineCoupling(half_mask(2), network=MLP(1, 2, (8, 8), seed=3, zero_last=False), max_log_scale=None),
+            tfb.Permute(permutation=[1, 0]),
+            AffineCoupling(half_mask(2), network=MLP(1, 2, (8, 8), seed=2, zero_last=False), max_log_scale=None),
+        ]))
+    assert abs(grid_integral(flow_to_integrate.prob, (-7.0, 8.0, -6.5, 7.5), 120) - 1.0) < 0.01, \
+        "a flow's density should integrate to about 1 over a rectangle that holds nearly all of it"
+    print("Exercise 3: correct")
+
+
+check_exercise_3(grid_integral)
+
+# %% [markdown]
+# ### Exercise 4: a bijector of your own, the leaky ReLU
+#
+# A ReLU forgets every negative number (notebook 01), but a *leaky* ReLU with a slope
+# $\alpha > 0$ for negative inputs,
+#
+# $$f(x) = \begin{cases} x & x \ge 0 \\ \alpha x & x < 0 \end{cases},$$
+#
+# is a bijection of the real line, and it works coordinate by coordinate. Write it as a TFP
+# bijector from scratch: a class `LeakyReLU(tfb.Bijector)` whose constructor takes `alpha`
+# (and an optional `name`), with the methods `_forward`, `_inverse` and
+# `_forward_log_det_jacobian`, the log of $|f'(x)|$ for each coordinate. Declare
+# `forward_min_event_ndims=0` in `super().__init__`: the map acts on each number on its
+# own, so one number is the smallest event, and TFP then adds the log-determinants over
+# the coordinates of a vector itself. TFP derives the inverse log-determinant from yours.
+# (`tf.where` picks between two tensors elementwise. Any correct bijector passes, also one
+# built from TFP's parts, but writing it out is the point.) The checks use several
+# $\alpha$, including $\alpha > 1$, on positive and negative inputs, compare the
+# log-determinant with autodiff, and check that a 1-D and a 2-D normal pushed through your
+# bijector with `tfd.TransformedDistribution` still integrate to 1.
+
+# %%
+class LeakyReLU(tfb.Bijector):
+    ### BEGIN SOLUTION hint: _forward uses tf.where(x >= 0, ...); the inverse divides the negative part by alpha; the slope is 1 or alpha
+    def __init__(self, alpha, name="leaky_relu"):
+        self.alpha = alpha
+        super().__init__(forward_min_event_ndims=0, name=name)
+
+    def _forward(self, x):
+        return tf.where(x >= 0, x, self.alpha * x)
+
+    def _inverse(self, y):
+        return tf.where(y >= 0, y, y / self.alpha)
+
+    def _forward_log_det_jacobian(self, x):
+        return tf.where(x >= 0, tf.zeros_like(x), tf.math.log(self.alpha) * tf.ones_like(x))
+    ### END SOLUTION
+
+
+def check_exercise_4(LeakyReLU):
+    def leaky(x, alpha):  # the map itself, for reference and for autodiff
+        return tf.where(x >= 0, x, alpha * x)
+
+    for seed, alpha in enumerate([0.1, 0.5, 2.5]):
+        bijector = LeakyReLU(alpha)
+        assert isinstance(bijector, tfb.Bijector), "LeakyReLU(alpha) should give a tfb.Bijector"
+        assert bijector.forward_min_event_ndims == 0, "an elementwise bijector has forward_min_event_ndims=0"
+        x = np.random.default_rng(500 + seed).normal(0.5, 3.0, size=(7, 3)).astype(np.float32)
+        assert (x < 0).any() and (x > 0).any()
+        y = np.asarray(bijector.forward(x))
+        np.testing.assert_allclose(y, np.where(x >= 0, x, alpha * x), rtol=1e-6, err_msg=f"forward, alpha = {alpha}")
+        np.testing.assert_allclose(bijector.inverse(y.copy()), x, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"the inverse does not undo forward, alpha = {alpha}")
+        fresh = np.random.default_rng(600 + seed).normal(-0.5, 2.0, size=(5, 4)).astype(np.float32)
+        np.testing.assert_allclose(bijector.inverse(fresh), np.where(fresh >= 0, fresh, fresh / alpha), rtol=1e-5,
+                                   err_msg=f"inverse, alpha = {alpha}")
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            out = leaky(xt, alpha)
+        by_autodiff = np.log(np.abs(tape.gradient(out, xt).numpy()))
+        np.testing.assert_allclose(bijector.forward_log_det_jacobian(x, event_ndims=0), by_autodiff, atol=1e-5,
+                                   err_msg=f"log|f'(x)| differs from autodiff, alpha = {alpha}")
+        np.testing.assert_allclose(bijector.forward_log_det_jacobian(x, event_ndims=1), by_autodiff.sum(axis=1),
+                                   atol=1e-5, err_msg="for vectors, the log-determinant adds up over the coordinates")
+
+        base_1d = tfd.Normal(np.float32(0.7), np.float32(1.3))
+        pushed_1d = tfd.TransformedDistribution(base_1d, tfb.Chain([tfb.Shift(np.float32(-1.0)), LeakyReLU(alpha)]))
+        grid = np.linspace(alpha * (0.7 - 10 * 1.3) - 1.0, 0.7 + 10 * 1.3 - 1.0, 200_001).astype(np.float32)
+        integral_1d = np.trapezoid(pushed_1d.prob(grid).numpy(), grid)
+        assert abs(integral_1d - 1.0) < 1e-3, f"the 1-D density integrates to {integral_1d:.4f}, not 1 (alpha = {alpha})"
+
+        base_2d = tfd.MultivariateNormalDiag(loc=[0.5, -0.8], scale_diag=[1.0, 1.5])
+        pushed_2d = tfd.TransformedDistribution(base_2d, LeakyReLU(alpha))
+        low = alpha * (np.array([0.5, -0.8]) - 6 * np.array([1.0, 1.5]))  # the negative side, squeezed or stretched
+        high = np.array([0.5, -0.8]) + 6 * np.array([1.0, 1.5])
+        x1s, x2s = (np.linspace(lo, hi, 500) for lo, hi in zip(low, high))
+        cell = (x1s[1] - x1s[0]) * (x2s[1] - x2s[0])
+        grid_2d = np.stack(np.meshgrid(x1s, x2s), -1).reshape(-1, 2).astype(np.float32)
+        integral_2d = float(np.sum(pushed_2d.prob(grid_2d))) * cell
+        assert abs(integral_2d - 1.0) < 0.02, f"the 2-D density integrates to {integral_2d:.4f}, not 1 (alpha = {alpha})"
+    print("Exercise 4: correct")
+
+
+check_exercise_4(LeakyReLU)
