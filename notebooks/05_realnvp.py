@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 05 · RealNVP: affine coupling
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/05_realnvp.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/05_realnvp.ipynb)
 #
 # **After this notebook you can** explain what the scale in an affine coupling layer adds to
 # NICE's shift (a volume change that depends on where a point is), write down its
@@ -29,14 +29,19 @@
 # affine layer written by hand in [02 · Change of variables](02_change_of_variables.ipynb)).
 
 # %%
-# Setup. In Colab: install flowlib at the series' fixed ref, keeping Colab's TensorFlow.
+# Setup. In Colab: install flowlib from the series' repository, keeping Colab's TensorFlow.
 import sys
 
 if "google.colab" in sys.modules:
     get_ipython().run_line_magic(
-        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@v0.1.0"')
+        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@main"')
 
-import flowlib
+try:
+    import flowlib
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "flowlib is not installed: in Colab, check the network and run this cell again; "
+        "on your machine, run `make venv` and choose the .venv kernel.") from None
 
 flowlib.config.check_environment()
 
