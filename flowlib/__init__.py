@@ -26,7 +26,7 @@ from typing import Any
 
 from flowlib.config import fast_mode, pick
 
-__version__ = "0.1.0"
+__version__ = "0.1.0.dev0"
 
 _SUBMODULES = (
     "autoregressive",

@@ -67,7 +67,7 @@ def pick(full: T, fast: T) -> T:
 # commit. To release: bump the version, set REF, run `python tools/refs.py write`
 # (tests/test_config.py fails while any link disagrees).
 REPOSITORY = "normalizing-flows-tf2/flowlib"
-REF = "v0.1.0"
+REF = "main"
 
 
 def colab_url(path: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -150,7 +151,7 @@ def test_every_colab_link_names_the_series_ref():
 
 
 def test_ref_check_catches_drift(tmp_path):
-    """The check above can fail: plant a badge on `main`, an old install ref, a badge to a
+    """The check above can fail: plant a badge on an old tag, an old install ref, a badge to a
     missing file and a student copy whose badge opens the solutions; `write` repairs the refs."""
     refs = load_refs_tool()
     for folder in ("notebooks", "exercises"):
@@ -168,13 +169,13 @@ def test_ref_check_catches_drift(tmp_path):
     solution = tmp_path / "notebooks" / "01_additive_coupling.ipynb"
     text = solution.read_text()
     solution.write_text(
-        text.replace(f"/blob/{config.REF}/", "/blob/main/").replace(f"@{config.REF}", "@v0.0.9")
+        text.replace(f"/blob/{config.REF}/", "/blob/v0.0.8/").replace(f"@{config.REF}", "@v0.0.9")
     )
     student = tmp_path / "exercises" / "01_additive_coupling.ipynb"
     student.write_text(student.read_text().replace("/exercises/01_", "/notebooks/01_"))
     problems = refs.find_problems(tmp_path)
     assert any(
-        "notebooks/01_additive_coupling.ipynb: Colab badge names" in p and "@main" in p for p in problems
+        "notebooks/01_additive_coupling.ipynb: Colab badge names" in p and "@v0.0.8" in p for p in problems
     )
     assert any(
         "notebooks/01_additive_coupling.ipynb: install line names" in p and "@v0.0.9" in p for p in problems
@@ -195,8 +196,25 @@ def test_ref_check_catches_drift(tmp_path):
     ]  # a wrong path is not guessed
 
 
-def test_ref_is_the_released_version():
-    """REF names the tag of the version in pyproject.toml and flowlib.__version__."""
+def test_ref_is_a_ref_the_repository_holds():
+    """Until a release is tagged, the version is a development release and every badge and
+    install line names the main branch; a released version is named by its tag. In a git
+    checkout the ref must exist, or every badge and the install cell fail in Colab."""
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert flowlib.__version__ == version
-    assert config.REF == f"v{version}"
+    assert config.REF == ("main" if ".dev" in version else f"v{version}")
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    found = [
+        ref
+        for ref in (
+            f"refs/heads/{config.REF}",
+            f"refs/tags/{config.REF}",
+            f"refs/remotes/origin/{config.REF}",
+        )
+        if subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", ref], cwd=ROOT, capture_output=True
+        ).returncode
+        == 0
+    ]
+    assert found, f"the repository holds no branch or tag {config.REF!r}"

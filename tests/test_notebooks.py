@@ -23,14 +23,19 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [path.stem for path in NOTEBOOKS]
 
 # The setup cell every notebook starts with (COMMON.md), word for word but for the ref.
-SETUP = f"""# Setup. In Colab: install flowlib at the series' fixed ref, keeping Colab's TensorFlow.
+SETUP = f"""# Setup. In Colab: install flowlib from the series' repository, keeping Colab's TensorFlow.
 import sys
 
 if "google.colab" in sys.modules:
     get_ipython().run_line_magic(
         "pip", 'install --quiet --no-deps "git+https://github.com/{config.REPOSITORY}@{config.REF}"')
 
-import flowlib
+try:
+    import flowlib
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "flowlib is not installed: in Colab, check the network and run this cell again; "
+        "on your machine, run `make venv` and choose the .venv kernel.") from None
 
 flowlib.config.check_environment()"""
 

@@ -20,7 +20,7 @@ from flowlib import config
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP = ROOT / "tests" / "colab" / "ipython" / "profile_default" / "startup" / "00_colab_like.py"
-WHEEL = "/tmp/wheels/flowlib-0.1.0-py3-none-any.whl"
+WHEEL = "/tmp/wheels/flowlib-0.1.0.dev0-py3-none-any.whl"
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_other_pip_lines_pass_unchanged(shell):
 
 def test_a_drifted_install_line_fails(shell):
     with pytest.raises(RuntimeError, match="does not name"):
-        shell.run_line_magic("pip", f'install "git+https://github.com/{config.REPOSITORY}@main"')
+        shell.run_line_magic("pip", f'install "git+https://github.com/{config.REPOSITORY}@v0.0.8"')
     assert shell.pip_lines == []
 
 
