@@ -42,10 +42,8 @@ AffineStep = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Ten
 
 
 def check_autoregressive_dim(dim: int) -> int:
-    dim = validation.integer(dim, "dim")
-    if dim < 2:
-        raise ValueError(f"an autoregressive layer needs dim >= 2, got dim={dim}")
-    return dim
+    """``dim`` as an int >= 2 (one coordinate has nothing to condition on)."""
+    return validation.integer(dim, "dim", minimum=2)
 
 
 def made_masks(dim: int, hidden_units: Sequence[int], params: int) -> list[np.ndarray]:
@@ -87,9 +85,11 @@ class MADE(tf.Module):
         zero_last: bool = True,
         name: str | None = None,
     ):
-        super().__init__(name=name)
-        self.dim, self.params = check_autoregressive_dim(dim), int(params)
+        self.dim = check_autoregressive_dim(dim)
+        self.params = validation.positive_int(params, "params")
         hidden_units = validation.positive_ints(hidden_units, "hidden_units")
+        seed, zero_last = validation.seed(seed), validation.boolean(zero_last, "zero_last")
+        super().__init__(name=name)
         self.masks = [tf.constant(m) for m in made_masks(self.dim, hidden_units, self.params)]
         sizes = [self.dim, *hidden_units, self.dim * self.params]
         self.kernels: list[tf.Variable] = []

@@ -34,6 +34,74 @@ DEFAULT_WIDTH = 6.0
 DEFAULT_FONT = "DejaVu Sans"  # ships with matplotlib, so the rendering works everywhere
 
 
+# Text is drawn with font_size pixels per em on a canvas of 2.5 em by 0.9 em per character
+# plus 2 em. Below 8 pixels letters are a few pixels tall (at 1 the canvas is too small to
+# hold them); at 500 the canvas of a 4-letter word is 1,250 x 2,800 pixels, and the
+# canvas is limited to 4 million pixels (its float64 RGBA copy takes 32 bytes a pixel).
+MIN_FONT_SIZE = 8
+MAX_FONT_SIZE = 500
+MAX_CANVAS_PIXELS = 4_000_000
+
+
+def _canvas_size(text: str, font_size: int) -> tuple[int, int]:
+    """``(rows, cols)`` of the canvas :func:`render_text` draws ``text`` (stripped) on."""
+    return int(font_size * 2.5), int(font_size * (0.9 * len(text) + 2))
+
+
+def check_text(
+    text: str, *, font_size: int = 72, font_family: str = DEFAULT_FONT, font_weight: str = "bold"
+) -> str:
+    """Check that ``text`` can be drawn by :func:`render_text`, without drawing it; return it.
+
+    Cheap (no rendering, no TensorFlow): reads the font's character map. Refuses, with a
+    ``TypeError`` or ``ValueError`` naming the argument and the value given:
+
+    - text that is not a single line with something to draw;
+    - ``font_size`` outside ``MIN_FONT_SIZE .. MAX_FONT_SIZE`` (8 .. 500 pixels), or text
+      so long that its canvas would exceed ``MAX_CANVAS_PIXELS``;
+    - a ``font_weight`` matplotlib does not know, a ``font_family`` it cannot find (it
+      would silently draw in another font);
+    - characters the font has no glyph for ("漢字" in DejaVu Sans): they would be drawn as
+      empty boxes, and the flow would learn the boxes.
+    """
+    text = validation.line_of_text(text, "text")
+    font_size = validation.integer(font_size, "font_size", minimum=MIN_FONT_SIZE, maximum=MAX_FONT_SIZE)
+    for name, value in (("font_family", font_family), ("font_weight", font_weight)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r}")
+    rows, cols = _canvas_size(text.strip(), font_size)
+    if rows * cols > MAX_CANVAS_PIXELS:
+        raise ValueError(
+            f"text of {len(text.strip())} characters at font_size {font_size} needs a canvas of "
+            f"{rows:,} x {cols:,} pixels, more than {MAX_CANVAS_PIXELS:,}: use a shorter text or a smaller font_size"
+        )
+    # Imported here so that `import flowlib.data` stays cheap.
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    font_weight = validation.choice(font_weight, "font_weight", sorted(font_manager.weight_dict))
+    properties = font_manager.FontProperties(family=font_family, weight=font_weight)
+    try:
+        path = font_manager.findfont(properties, fallback_to_default=False)
+    except ValueError:
+        shipped = sorted(
+            {entry.name for entry in font_manager.fontManager.ttflist if entry.name.startswith("DejaVu")}
+        )
+        raise ValueError(
+            f"font_family {font_family!r} is not a font matplotlib can find (it would draw in another "
+            f"font instead); fonts that ship with matplotlib: {', '.join(shipped)}"
+        ) from None
+    charmap = FT2Font(path).get_charmap()
+    missing = list(dict.fromkeys(c for c in text if not c.isspace() and ord(c) not in charmap))
+    if missing:
+        raise ValueError(
+            f"text {text.strip()!r} has characters the font {font_family!r} cannot draw "
+            f"({', '.join(repr(c) for c in missing)}): they would be drawn as empty boxes; "
+            "choose a font_family that has them"
+        )
+    return text
+
+
 def render_text(
     text: str, *, font_size: int = 72, font_family: str = DEFAULT_FONT, font_weight: str = "bold"
 ) -> np.ndarray:
@@ -41,46 +109,45 @@ def render_text(
 
     The text is drawn with matplotlib's Agg renderer in a font matplotlib ships, so the
     result does not depend on the fonts installed on the machine. ``font_size`` is the
-    height of the font in pixels (one point per pixel at 72 dpi); 72 gives letters about
-    50 pixels tall, fine enough that the pixel grid is invisible at the scale of a flow.
+    height of the font in pixels (one point per pixel at 72 dpi), from 8 to 500; 72 gives
+    letters about 50 pixels tall, fine enough that the pixel grid is invisible at the
+    scale of a flow. The arguments are checked first by :func:`check_text`.
 
     Returns an array of shape ``[rows, cols]`` with values in ``[0, 1]``.
     """
-    text = validation.line_of_text(text, "text")
-    font_size = validation.positive_int(font_size, "font_size")
-    for name, value in (("font_family", font_family), ("font_weight", font_weight)):
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a string, got {value!r}")
+    text = check_text(text, font_size=font_size, font_family=font_family, font_weight=font_weight)
+    font_size = int(font_size)
 
-    # Imported here so that `import flowlib.data` stays cheap.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     text = text.strip()
-    width_px = int(font_size * (0.9 * len(text) + 2))
-    height_px = int(font_size * 2.5)
-    fig = Figure(figsize=(width_px / 72, height_px / 72), dpi=72, facecolor="white")
-    canvas = FigureCanvasAgg(fig)
-    fig.text(
-        0.5,
-        0.5,
-        text,
-        ha="center",
-        va="center",
-        fontsize=font_size,
-        family=font_family,
-        weight=font_weight,
-        color="black",
-    )
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba(), dtype=np.float64) / 255.0
-    grey = rgba[..., :3].mean(axis=-1)
-    # A glyph touching the border would be cut off: the canvas above is sized so this
-    # does not happen, and we check rather than hope.
-    ink = grey < 0.5
-    if ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any():
-        raise RuntimeError("rendered text touches the canvas border; please report this")
-    return grey
+    height_px, width_px = _canvas_size(text, font_size)
+    # A glyph touching the border would be cut off. The canvas above holds most texts; a
+    # few very wide letters in a row (ten W at 8 to 16 pixels) need more width, so we
+    # check and draw once more on a wider canvas rather than hope.
+    for _ in range(2):
+        fig = Figure(figsize=(width_px / 72, height_px / 72), dpi=72, facecolor="white")
+        canvas = FigureCanvasAgg(fig)
+        fig.text(
+            0.5,
+            0.5,
+            text,
+            ha="center",
+            va="center",
+            fontsize=font_size,
+            family=font_family,
+            weight=font_weight,
+            color="black",
+        )
+        canvas.draw()
+        rgba = np.asarray(canvas.buffer_rgba(), dtype=np.float64) / 255.0
+        grey = rgba[..., :3].mean(axis=-1)
+        ink = grey < 0.5
+        if not (ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any()):
+            return grey
+        width_px, height_px = int(width_px * 1.5) + 2 * font_size, height_px + 2 * font_size
+    raise RuntimeError("rendered text touches the canvas border; please report this")
 
 
 def _load_grey(image: ImageSource) -> np.ndarray:
@@ -125,6 +192,31 @@ def _load_grey(image: ImageSource) -> np.ndarray:
     return grey
 
 
+def looks_inverted(ink: np.ndarray) -> bool:
+    """True if the ``ink`` (booleans ``[rows, cols]``) looks like the background of a picture.
+
+    Ink on paper leaves the paper around it; a picture whose "ink" covers more than half
+    of its pixels *and* more than half of the pixels on its edge is more likely light ink
+    on a dark background. Cheap: two means, no TensorFlow.
+    """
+    ink = np.asarray(ink, dtype=bool)
+    if ink.ndim != 2 or ink.size == 0:
+        raise ValueError(f"ink must be a 2-D boolean array, got shape {ink.shape}")
+    edge = np.concatenate([ink[0], ink[-1], ink[1:-1, 0], ink[1:-1, -1]])
+    return bool(ink.mean() > 0.5 and edge.mean() > 0.5)
+
+
+def _refuse_inverted(ink: np.ndarray, threshold: float) -> None:
+    if ink.any() and not ink.all() and looks_inverted(ink):
+        edge = np.concatenate([ink[0], ink[-1], ink[1:-1, 0], ink[1:-1, -1]])
+        raise ValueError(
+            f"the picture looks like light ink on a dark background: its dark pixels (grey level below "
+            f"{threshold:g}) cover {ink.mean():.0%} of it and {edge.mean():.0%} of its edge, so the flow "
+            "would learn the background; pass invert=True to take the light pixels as ink, or "
+            "invert=False if the dark part really is the shape"
+        )
+
+
 @dataclass(frozen=True)
 class PictureDistribution:
     """The uniform distribution on the ink of a picture, in a fixed 2-D frame.
@@ -159,8 +251,9 @@ class PictureDistribution:
             target = PictureDistribution.from_text("Flow")
             points = target.sample(10_000, seed=0)     # [10000, 2] float32
         """
+        width = validation.positive_float(width, "width")
         grey = render_text(text, font_size=font_size, font_family=font_family, font_weight=font_weight)
-        return cls.from_image(grey, width=width, name=text.strip())
+        return cls.from_image(grey, width=width, name=text.strip(), invert=False)
 
     @classmethod
     def from_image(
@@ -170,6 +263,7 @@ class PictureDistribution:
         threshold: float = 0.5,
         width: float = DEFAULT_WIDTH,
         name: str | None = None,
+        invert: bool | None = None,
     ) -> PictureDistribution:
         """The distribution of points on the dark pixels of an image.
 
@@ -177,13 +271,34 @@ class PictureDistribution:
         grey ``[rows, cols]``, RGB or RGBA ``[rows, cols, 3|4]`` (floats in [0, 1] or
         integers in [0, 255]; transparent pixels count as paper), or a boolean ink mask.
         A pixel is ink when its grey level is below ``threshold``.
+
+        ``invert`` says which pixels are ink in a picture of grey levels:
+
+        - ``None`` (default): the dark ones; a picture that looks like light ink on a dark
+          background (dark pixels covering most of it *and* most of its edge) is refused
+          with a ``ValueError``, since the flow would learn the background;
+        - ``True``: the light ones (grey level above ``1 - threshold``), for light ink on
+          dark paper;
+        - ``False``: the dark ones, however much of the picture they cover.
+
+        A boolean mask says itself what the ink is: ``invert`` must then be ``None``
+        or ``False``.
         """
         threshold = validation.real(threshold, "threshold", minimum=0.0, maximum=1.0, minimum_inclusive=False)
         width = validation.positive_float(width, "width")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
+        if invert is not None:
+            invert = validation.boolean(invert, "invert")
         grey = _load_grey(image)
-        ink = grey < threshold
+        mask_given = isinstance(image, np.ndarray) and image.dtype == bool
+        if mask_given and invert:
+            raise ValueError(
+                "invert=True is for pictures of grey levels; invert a boolean ink mask with ~mask"
+            )
+        ink = (1.0 - grey) < threshold if invert else grey < threshold
+        if invert is None and not mask_given:
+            _refuse_inverted(ink, threshold)
         if not ink.any():
             raise ValueError(
                 "the picture has no dark pixels to sample from; is it blank, or is the"

@@ -48,25 +48,38 @@ def _check_dim(dim: int) -> int:
 
 
 def _check_layers(num_layers: int) -> int:
-    return validation.positive_int(num_layers, "num_layers")
+    return validation.num_layers(num_layers)
 
 
 def _check_hidden(hidden_units: Sequence[int]) -> tuple[int, ...]:
     return validation.positive_ints(hidden_units, "hidden_units")
 
 
-PERMUTATIONS = ("reverse", "random", "lu")
+PERMUTATIONS = validation.PERMUTATIONS
+NORMALIZATIONS = validation.NORMALIZATIONS
+
+_MASK64 = 2**64 - 1
 
 
-def _check_seed(seed: int, num_layers: int) -> int:
-    # Layer i's network is seeded with seed * 1000 + i, which must stay a valid seed too.
-    seed = validation.seed(seed)
-    if seed * 1000 + num_layers > validation.MAX_SEED:
-        raise ValueError(
-            f"seed must be at most {(validation.MAX_SEED - num_layers) // 1000} "
-            f"(each layer's network takes seed * 1000 + its index), got {seed}"
-        )
-    return seed
+def layer_seed(seed: int, index: int) -> int:
+    """The seed of layer ``index``'s network (or LU map) in a flow built with ``seed``.
+
+    ``seed * 1000 + index`` while that is a valid seed (``<= 2**31 - 1``): so for every
+    seed up to 2,147,482 a flow's layers are the ones flowlib has always built. Beyond,
+    ``seed`` and ``index`` are mixed (SplitMix64's finaliser, Steele et al. 2014) into
+    ``[0, 2**31 - 1]``, so that every seed from 0 to ``2**31 - 1`` builds every flow; two
+    layers of one flow then share a seed only by a one-in-2**31 accident.
+
+        >>> layer_seed(3, 1)
+        3001
+    """
+    seed, index = validation.seed(seed), validation.non_negative_int(index, "index")
+    if seed * 1000 + index <= validation.MAX_SEED:
+        return seed * 1000 + index
+    z = (seed * 2**32 + index + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) & validation.MAX_SEED
 
 
 def lu_linear(dim: int, *, seed: int = 0, name: str = "lu_linear") -> tfb.ScaleMatvecLU:
@@ -79,6 +92,7 @@ def lu_linear(dim: int, *, seed: int = 0, name: str = "lu_linear") -> tfb.ScaleM
     itself, so a fresh flow is still the base distribution, and the layer already mixes
     the coordinates, like a permutation that training can then adjust.
     """
+    dim, seed = _check_dim(dim), validation.seed(seed)
     rotation, _ = np.linalg.qr(np.random.default_rng([seed, 7]).standard_normal((dim, dim)))
     lower_upper, permutation = tf.linalg.lu(tf.constant(rotation, tf.float32))
     return tfb.ScaleMatvecLU(tf.Variable(lower_upper, name=f"{name}_lower_upper"), permutation, name=name)
@@ -86,7 +100,7 @@ def lu_linear(dim: int, *, seed: int = 0, name: str = "lu_linear") -> tfb.ScaleM
 
 def _permutation(dim: int, kind: str, seed: int, index: int) -> tfb.Bijector:
     if kind == "lu":
-        return lu_linear(dim, seed=seed * 1000 + index, name=f"lu_linear_{index}")
+        return lu_linear(dim, seed=layer_seed(seed, index), name=f"lu_linear_{index}")
     if kind == "reverse":
         order = np.arange(dim)[::-1]
     elif kind == "random":
@@ -127,12 +141,15 @@ def nice(
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
     permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
     scaling = validation.boolean(scaling, "scaling")
-    seed = _check_seed(seed, num_layers)
+    seed = validation.seed(seed)
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):
         layers.append(
             AdditiveCoupling(
-                half_mask(dim), hidden_units=hidden_units, seed=seed * 1000 + i, name=f"additive_coupling_{i}"
+                half_mask(dim),
+                hidden_units=hidden_units,
+                seed=layer_seed(seed, i),
+                name=f"additive_coupling_{i}",
             )
         )
         if i < num_layers - 1:
@@ -184,17 +201,17 @@ def realnvp(
             invertible linear map, :func:`lu_linear`).
         max_log_scale: bound on each coupling's log-scale; ``None`` for unbounded.
         seed: seeds every network's initial weights (and random permutations): the same
-            seed builds an identical flow. An integer from 0 to 2,147,483 (layer ``i``'s
-            network is seeded with ``seed * 1000 + i``).
+            seed builds an identical flow. An integer from 0 to ``2**31 - 1``; layer
+            ``i``'s network is seeded with :func:`layer_seed` ``(seed, i)``.
 
     Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base.
     """
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
-    normalization = validation.choice(normalization, "normalization", ("batchnorm", "actnorm", "none"))
+    normalization = validation.choice(normalization, "normalization", NORMALIZATIONS)
     normalize_every = validation.positive_int(normalize_every, "normalize_every")
     permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
     max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
-    seed = _check_seed(seed, num_layers)
+    seed = validation.seed(seed)
     if normalize_after is None:
         normalize_after = range(normalize_every - 1, num_layers, normalize_every)
     normalize_after = set(int(i) for i in normalize_after)
@@ -210,7 +227,7 @@ def realnvp(
                 half_mask(dim),
                 hidden_units=hidden_units,
                 max_log_scale=max_log_scale,
-                seed=seed * 1000 + i,
+                seed=layer_seed(seed, i),
                 name=f"affine_coupling_{i}",
             )
         )
@@ -232,11 +249,6 @@ def _normalization_layer(kind: str, dim: int, training: tf.Variable, index: int)
     return ActNorm(dim, name=f"act_norm_{index}")
 
 
-def _check_normalization(normalization: str) -> None:
-    if normalization not in ("batchnorm", "actnorm", "none"):
-        raise ValueError(f"normalization must be 'batchnorm', 'actnorm' or 'none', got {normalization!r}")
-
-
 def _stack(
     make_layer: Callable[[int], tfb.Bijector],
     dim: int,
@@ -247,8 +259,9 @@ def _stack(
     seed: int,
     name: str,
 ) -> tfd.TransformedDistribution:
-    """Forward order ``layer_0, mix_0, layer_1, [norm], mix_1, …``: a normalisation every second layer."""
-    _check_normalization(normalization)
+    """Forward order ``layer_0, mix_0, layer_1, [norm], mix_1, …``: a normalisation every second layer.
+
+    The arguments were checked by the caller (before any work)."""
     training = tf.Variable(False, trainable=False, name="training")
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):
@@ -284,19 +297,23 @@ def spline_flow(
         hidden_units: widths of each coupling network's hidden layers.
         num_bins: spline bins per coordinate (see :class:`~flowlib.splines.SplineCoupling`).
         bound: the splines act on ``[-bound, bound]`` and are the identity outside: data
-            should mostly lie inside (standardise it first).
+            should mostly lie inside (standardise it first). At most ``1e4``.
         permutation: ``"reverse"``, ``"random"`` or ``"lu"`` (learned linear mixing).
         normalization: ``"none"`` (default), ``"actnorm"`` or ``"batchnorm"``.
-        seed: seeds every network's initial weights (and random permutations).
+        seed: seeds every network's initial weights (and random permutations), an
+            integer from 0 to ``2**31 - 1`` (see :func:`layer_seed`).
 
     Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base; a
     fresh one *is* the base distribution (up to the fixed permutations).
     """
-    from flowlib.splines import SplineCoupling, check_bins
+    from flowlib.splines import SplineCoupling
 
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
-    num_bins = check_bins(num_bins)
-    bound = validation.positive_float(bound, "bound")
+    num_bins = validation.num_bins(num_bins)
+    bound = validation.spline_bound(bound)
+    permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
+    normalization = validation.choice(normalization, "normalization", NORMALIZATIONS)
+    seed = validation.seed(seed)
     mask = half_mask(dim)
     return _stack(
         lambda i: SplineCoupling(
@@ -304,7 +321,7 @@ def spline_flow(
             num_bins=num_bins,
             bound=bound,
             hidden_units=hidden_units,
-            seed=seed * 1000 + i,
+            seed=layer_seed(seed, i),
             name=f"spline_coupling_{i}",
         ),
         dim,
@@ -337,13 +354,17 @@ def maf(
 
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
     max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
+    permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
+    normalization = validation.choice(normalization, "normalization", NORMALIZATIONS)
+    inverse = validation.boolean(inverse, "inverse")
+    seed = validation.seed(seed)
     kind, prefix = (IAF, "iaf") if inverse else (MAF, "maf")
     return _stack(
         lambda i: kind(
             dim,
             max_log_scale=max_log_scale,
             hidden_units=hidden_units,
-            seed=seed * 1000 + i,
+            seed=layer_seed(seed, i),
             name=f"{prefix}_{i}",
         ),
         dim,

@@ -38,6 +38,7 @@ import tensorflow_probability as tfp
 
 from flowlib import validation
 from flowlib.bijectors import MLP, AffineCoupling
+from flowlib.flows import layer_seed
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -64,10 +65,18 @@ class ImageSplit(NamedTuple):
     num_levels: int
 
 
+def _check_split(num_train: int, num_validation: int, seed: int) -> tuple[int, int, int]:
+    return (
+        validation.positive_int(num_train, "num_train"),
+        validation.positive_int(num_validation, "num_validation"),
+        validation.seed(seed),
+    )
+
+
 def _split(
     images: np.ndarray, shape, num_levels: int, num_train: int, num_validation: int, seed: int
 ) -> ImageSplit:
-    if num_train < 1 or num_validation < 1 or num_train + num_validation >= len(images):
+    if num_train + num_validation >= len(images):
         raise ValueError(
             f"need 1 <= num_train, 1 <= num_validation and num_train + num_validation < "
             f"{len(images)} images, got {num_train} and {num_validation}"
@@ -84,6 +93,7 @@ def load_digits(*, num_train: int = 1350, num_validation: int = 150, seed: int =
     The images ship inside scikit-learn (``sklearn.datasets.load_digits``): nothing is
     downloaded. The default split is 1,350 training, 150 validation and 297 test images.
     """
+    num_train, num_validation, seed = _check_split(num_train, num_validation, seed)
     from sklearn.datasets import load_digits as sklearn_digits
 
     images = sklearn_digits().images  # float64 [1797, 8, 8], integer values 0..16
@@ -96,14 +106,23 @@ def load_mnist(*, num_train: int = 50_000, num_validation: int = 10_000, seed: i
     The 60,000 training and 10,000 test images are pooled and split with the seed like
     the digits (default: 50,000 / 10,000 / 10,000).
     """
+    num_train, num_validation, seed = _check_split(num_train, num_validation, seed)
     (train, _), (test, _) = tf.keras.datasets.mnist.load_data()
     images = np.concatenate([train, test])
     return _split(images, (28, 28, 1), 256, num_train, num_validation, seed)
 
 
+def _check_num_levels(num_levels: int) -> int:
+    return validation.integer(num_levels, "num_levels", minimum=2)
+
+
 def check_levels(images, num_levels: int, name: str = "images") -> np.ndarray:
-    """Return ``images`` as int64 after checking they are whole numbers in ``0 .. num_levels-1``."""
-    array = np.asarray(images)
+    """Return ``images`` as int64 after checking they are whole numbers in ``0 .. num_levels-1``.
+
+    ``num_levels`` must be an integer >= 2 (numpy integers too; not ``17.5``, not ``True``).
+    """
+    num_levels = _check_num_levels(num_levels)
+    array = np.asarray(images.numpy() if tf.is_tensor(images) else images)
     if not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
     if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
@@ -131,8 +150,9 @@ def dequantize(images, num_levels: int, *, seed: int = 0, copies: int = 1) -> np
     density ``q`` on ``[0, 1)^D`` gives it the probability ``P(x) = ∫ q(y) dy`` over its
     cube, and ``log P(x) >= E_u[log q(y)] - D log L`` (Jensen).
     """
+    num_levels = _check_num_levels(num_levels)
+    copies, seed = validation.positive_int(copies, "copies"), validation.seed(seed)
     levels = check_levels(images, num_levels)
-    copies = validation.positive_int(copies, "copies")
     stacked = np.concatenate([levels] * copies)
     noise = np.random.default_rng(seed).random(stacked.shape)
     # float32 can round (L - 1 + u) / L up to exactly 1.0; keep the half-open interval.
@@ -140,8 +160,12 @@ def dequantize(images, num_levels: int, *, seed: int = 0, copies: int = 1) -> np
 
 
 def quantize(y, num_levels: int) -> np.ndarray:
-    """The grey level of each value of ``[0, 1)``: ``floor(L y)``, clipped to ``0 .. L-1``."""
-    y = np.asarray(y.numpy() if tf.is_tensor(y) else y)
+    """The grey level of each value of ``[0, 1)``: ``floor(L y)``, clipped to ``0 .. L-1``.
+
+    ``y``: a numeric array of any shape, finite (NaN has no grey level).
+    """
+    num_levels = _check_num_levels(num_levels)
+    y = validation.array(y, "y")
     return np.clip(np.floor(y * num_levels), 0, num_levels - 1).astype(np.int64)
 
 
@@ -271,8 +295,7 @@ class Unsqueeze(_ImagePermutation):
 def checkerboard_mask(height: int, width: int, channels: int = 1, *, parity: int = 0) -> np.ndarray:
     """Booleans ``[H W C]``: True (kept) on the pixels where ``(row + column) % 2 == parity``."""
     height, width, channels = _check_shape(height, width, channels)
-    if parity not in (0, 1):
-        raise ValueError(f"parity must be 0 or 1, got {parity!r}")
+    parity = validation.integer(parity, "parity", minimum=0, maximum=1)
     rows, columns = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     board = (rows + columns) % 2 == parity
     mask = np.repeat(board[:, :, None], channels, axis=2).ravel()
@@ -284,6 +307,7 @@ def checkerboard_mask(height: int, width: int, channels: int = 1, *, parity: int
 def channel_mask(height: int, width: int, channels: int, *, first_half: bool = True) -> np.ndarray:
     """Booleans ``[H W C]``: True (kept) on the first half of the channels (or the second)."""
     height, width, channels = _check_shape(height, width, channels)
+    first_half = validation.boolean(first_half, "first_half")
     if channels % 2:
         raise ValueError(
             f"a channel-wise mask splits the channels in two: needs an even number, got {channels}"
@@ -371,6 +395,10 @@ class ConvNet(_ImageNetwork):
         seed: int = 0,
         name: str = "conv_net",
     ):
+        hidden_channels = validation.positive_int(hidden_channels, "hidden_channels")
+        num_hidden = validation.non_negative_int(num_hidden, "num_hidden")
+        kernel_size = validation.positive_int(kernel_size, "kernel_size")
+        seed = validation.seed(seed)
         super().__init__(height, width, channels, mask, name)
         height, width, channels = self.shape
         kept = np.flatnonzero(self.image_mask)
@@ -384,7 +412,7 @@ class ConvNet(_ImageNetwork):
         grid = np.arange(height * width * 2 * channels).reshape(height * width, 2, channels)
         pixel, channel = np.divmod(changed, channels)
         self._read = tf.constant(np.concatenate([grid[pixel, 0, channel], grid[pixel, 1, channel]]), tf.int32)
-        sizes = [2 * channels] + [int(hidden_channels)] * int(num_hidden) + [2 * channels]
+        sizes = [2 * channels] + [hidden_channels] * num_hidden + [2 * channels]
         self.kernels, self.biases = [], []
         for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             shape = [kernel_size, kernel_size, fan_in, fan_out]
@@ -431,9 +459,9 @@ class Logit(tfb.Bijector):
 
     def __init__(self, alpha: float = DEFAULT_ALPHA, *, name: str = "logit"):
         parameters = dict(locals())
-        if not (isinstance(alpha, (int, float)) and 0 < alpha < 0.5):
-            raise ValueError(f"alpha must lie strictly between 0 and 0.5, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = validation.real(
+            alpha, "alpha", minimum=0.0, maximum=0.5, minimum_inclusive=False, maximum_inclusive=False
+        )
         super().__init__(forward_min_event_ndims=1, validate_args=False, parameters=parameters, name=name)
 
     def _check_range(self, y):
@@ -519,14 +547,17 @@ def multiscale_flow(
     """
     height, width, channels = _check_shape(height, width, channels)
     network = validation.choice(network, "network", ("dense", "conv"))
-    for label, value in (
-        ("num_scales", num_scales),
-        ("couplings_per_block", couplings_per_block),
-        ("final_couplings", final_couplings),
-        ("hidden", hidden),
-        ("num_hidden", num_hidden),
-    ):
-        validation.integer(value, label, minimum=0 if label == "num_scales" else 1)
+    # A scale halves the height and width: more scales than min(height, width).bit_length()
+    # cannot divide them (and 2**num_scales of a typo such as 10**9 would take forever).
+    num_scales = validation.integer(
+        num_scales, "num_scales", minimum=0, maximum=min(height, width).bit_length()
+    )
+    couplings_per_block = validation.num_layers(couplings_per_block, "couplings_per_block")
+    final_couplings = validation.num_layers(final_couplings, "final_couplings")
+    hidden = validation.positive_int(hidden, "hidden")
+    num_hidden = validation.positive_int(num_hidden, "num_hidden")
+    max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
+    seed = validation.seed(seed)
     if height % (2**num_scales) or width % (2**num_scales):
         raise ValueError(
             f"{num_scales} scale(s) squeeze {num_scales} time(s): height and width must be "
@@ -542,7 +573,7 @@ def multiscale_flow(
     def coupling(shape, mask):
         nonlocal count
         full_mask = np.concatenate([mask, np.ones(total - mask.size, dtype=bool)])
-        net_seed = seed * 1000 + count
+        net_seed = layer_seed(seed, count)
         if network == "dense":
             net = DenseNet(
                 *shape, mask, hidden_units=[hidden] * num_hidden, seed=net_seed, name=f"dense_{count}"
@@ -597,5 +628,6 @@ def with_preprocessing(
     Same base and same variables as ``flow``: training one trains the other. ``log_prob``
     of the result is ``flow.log_prob(logit side) + log|dz/dy|``.
     """
+    flow = validation.flow(flow)
     chain = tfb.Chain([Logit(alpha), flow.bijector], name="with_logit")
     return tfd.TransformedDistribution(flow.distribution, chain, name="image_model")

@@ -18,7 +18,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flowlib import validation
+
 LayerKind = Literal["affine", "spline", "maf", "iaf"]
+LAYER_KINDS = ("affine", "spline", "maf", "iaf")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Recipe:
         batch_size, learning_rate, schedule, jit_compile: for :func:`flowlib.train.fit`
             (``jit_compile=True``: the training step compiled with XLA, 2-3x the steps
             per second on a CPU after a first call some seconds longer).
+
+    Every field is checked when the recipe is made (:mod:`flowlib.validation`, the same
+    checks as the builders and :func:`flowlib.train.fit`), so a bad value is refused
+    where it was written, not minutes later in ``build`` or ``fit``; numpy numbers are
+    stored as Python ones and ``hidden_units`` as a tuple.
     """
 
     layer: LayerKind = "affine"
@@ -52,6 +60,24 @@ class Recipe:
     learning_rate: float = 7e-4
     schedule: str = "cosine"
     jit_compile: bool = False
+
+    def __post_init__(self) -> None:
+        checked = dict(
+            layer=validation.choice(self.layer, "layer", LAYER_KINDS),
+            num_layers=validation.num_layers(self.num_layers),
+            hidden_units=validation.positive_ints(self.hidden_units, "hidden_units"),
+            normalization=validation.choice(self.normalization, "normalization", validation.NORMALIZATIONS),
+            permutation=validation.choice(self.permutation, "permutation", validation.PERMUTATIONS),
+            num_bins=validation.num_bins(self.num_bins),
+            bound=validation.spline_bound(self.bound),
+            max_log_scale=validation.optional_positive_float(self.max_log_scale, "max_log_scale"),
+            batch_size=validation.positive_int(self.batch_size, "batch_size"),
+            learning_rate=validation.positive_float(self.learning_rate, "learning_rate"),
+            schedule=validation.choice(self.schedule, "schedule", ("cosine", "constant")),
+            jit_compile=validation.boolean(self.jit_compile, "jit_compile"),
+        )
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # frozen: the checked, plain form
 
     def build(self, dim: int = 2, *, seed: int = 0):
         """A fresh flow of this architecture over ``R^dim`` (a ``TransformedDistribution``)."""

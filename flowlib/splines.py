@@ -35,25 +35,15 @@ import tensorflow as tf
 from flowlib import validation
 from flowlib.bijectors import Coupling, Network
 
-MIN_BIN_SIZE = 1e-3  # smallest bin width/height, as a fraction of 2B (Durkan et al.'s default)
+MIN_BIN_SIZE = (
+    validation.MIN_BIN_SIZE
+)  # smallest bin width/height, as a fraction of 2B (Durkan et al.'s default)
 MIN_DERIVATIVE = 1e-3  # smallest knot slope (Durkan et al.'s default)
 
 
 def check_bins(num_bins: int) -> int:
-    """``num_bins`` as an int >= 2, else an error naming it.
-
-    One bin is rejected too: its only knots are the boundary ones, whose slopes are fixed
-    at 1 to meet the identity tails, and the one rational-quadratic with equal width and
-    height and unit end slopes is the identity, whatever the network says.
-    """
-    num_bins = validation.integer(num_bins, "num_bins")
-    if num_bins < 2:
-        raise ValueError(
-            f"num_bins must be at least 2 (one bin with identity tails is the identity), got {num_bins}"
-        )
-    if num_bins * MIN_BIN_SIZE >= 1:
-        raise ValueError(f"num_bins must be below {int(1 / MIN_BIN_SIZE)}, got {num_bins}")
-    return int(num_bins)
+    """``num_bins`` as an int from 2 to 999, else an error naming it (:func:`flowlib.validation.num_bins`)."""
+    return validation.num_bins(num_bins)
 
 
 def spline_parameters(raw: tf.Tensor, num_bins: int, bound: float) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -179,7 +169,9 @@ class SplineCoupling(Coupling):
             identity.
         num_bins: ``K``, the number of spline bins on ``[-bound, bound]``.
         bound: ``B``; the spline acts on ``[-B, B]`` and is the identity outside.
-            Standardised data (zero mean, unit variance) sits well inside ``B = 4``.
+            Standardised data (zero mean, unit variance) sits well inside ``B = 4``; at
+            most ``1e4`` (:data:`flowlib.validation.MAX_SPLINE_BOUND`: float32 could not
+            place the knots of a wider spline precisely).
         hidden_units, seed: for the default network.
 
     ``log|det J| = sum log spline'(x2)`` over the changed coordinates, shape ``[batch]``
@@ -199,7 +191,7 @@ class SplineCoupling(Coupling):
     ):
         parameters = dict(locals())
         self.num_bins = check_bins(num_bins)
-        self.bound = validation.positive_float(bound, "bound")
+        self.bound = validation.spline_bound(bound)
         super().__init__(
             mask,
             network,

@@ -26,6 +26,23 @@ import numpy as np
 # Seeds feed TensorFlow's stateless random ops, whose seeds are int32 pairs.
 MAX_SEED = 2**31 - 1
 
+# The most layers a flow builder stacks (its own layers, not counting permutations or
+# normalisations): far more than any flow here needs, and it keeps a typo such as
+# num_layers=10**9 from building for hours.
+MAX_LAYERS = 1000
+
+# Spline couplings: each bin is at least MIN_BIN_SIZE of the interval (Durkan et al.'s
+# default), so at most 999 bins; and the interval's half-width is at most MAX_SPLINE_BOUND.
+# float32 holds about 7 digits: with B = 1e4 a fresh (identity) spline flow's log-density
+# is off by 4e-4 nats, with B = 1e6 by 0.03, with B = 1e8 by 4.5 nats, in proportion to B
+# (flows.spline_flow(num_layers=2) on standard normal points, TF 2.19; issue 20).
+MIN_BIN_SIZE = 1e-3
+MAX_SPLINE_BOUND = 1e4
+
+# The choices of the flow builders (flowlib.flows) and the recipe (flowlib.recipe).
+PERMUTATIONS = ("reverse", "random", "lu")
+NORMALIZATIONS = ("batchnorm", "actnorm", "none")
+
 
 def _shown(value: Any) -> str:
     text = repr(value)
@@ -86,6 +103,39 @@ def seed(value: Any, name: str = "seed") -> int:
     return integer(value, name, minimum=0, maximum=MAX_SEED)
 
 
+def num_layers(value: Any, name: str = "num_layers") -> int:
+    """A number of layers of a flow: an integer from 1 to :data:`MAX_LAYERS`."""
+    return integer(value, name, minimum=1, maximum=MAX_LAYERS)
+
+
+def num_bins(value: Any, name: str = "num_bins") -> int:
+    """Spline bins: an integer from 2 to ``1 / MIN_BIN_SIZE - 1`` (999).
+
+    One bin is refused: its only knots are the boundary ones, whose slopes are fixed at 1
+    to meet the identity tails, and the one rational-quadratic with equal width and height
+    and unit end slopes is the identity, whatever the network says.
+    """
+    value = integer(value, name)
+    if value < 2:
+        raise ValueError(
+            f"{name} must be at least 2 (one bin with identity tails is the identity), got {value}"
+        )
+    if value * MIN_BIN_SIZE >= 1:
+        raise ValueError(f"{name} must be below {round(1 / MIN_BIN_SIZE)}, got {value}")
+    return value
+
+
+def spline_bound(value: Any, name: str = "bound") -> float:
+    """The half-width ``B`` of a spline's interval ``[-B, B]``: a number in ``(0, MAX_SPLINE_BOUND]``."""
+    value = positive_float(value, name)
+    if value > MAX_SPLINE_BOUND:
+        raise ValueError(
+            f"{name} must be at most {MAX_SPLINE_BOUND:g} (float32 cannot place the knots of a wider "
+            f"spline precisely; standardise the data instead), got {value:g}"
+        )
+    return value
+
+
 def real(
     value: Any,
     name: str,
@@ -136,6 +186,27 @@ def choice(value: Any, name: str, options: Collection[str]) -> str:
         listed = ", ".join(repr(option) for option in options)
         raise ValueError(f"{name} must be one of {listed}; got {_shown(value)}")
     return value
+
+
+def array(value: Any, name: str, *, finite: bool = True) -> np.ndarray:
+    """A numeric array of any shape (lists, numpy arrays, tensors); bool and strings refused.
+
+    With ``finite=True`` NaN and infinite values are refused. Returned as a numpy array of
+    its own dtype.
+    """
+    if hasattr(value, "numpy") and callable(value.numpy):
+        value = value.numpy()
+    try:
+        result = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged lists
+        raise ValueError(f"{name} must be a numeric array: {error}") from None
+    if result.dtype == bool or not (
+        np.issubdtype(result.dtype, np.integer) or np.issubdtype(result.dtype, np.floating)
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {result.dtype}")
+    if finite and np.issubdtype(result.dtype, np.floating) and not np.isfinite(result).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return result
 
 
 def positive_ints(value: Any, name: str, *, allow_empty: bool = False) -> tuple[int, ...]:

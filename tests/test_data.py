@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowlib.data import PictureDistribution, render_text
+from flowlib.data import PictureDistribution, check_text, looks_inverted, render_text
 
 
 def square_picture(size: int = 20, margin: int = 5) -> np.ndarray:
@@ -186,3 +186,79 @@ def test_log_prob_refuses_nan_but_places_infinity_off_the_ink(word):
     assert word.log_prob(np.array([[np.inf, 0.0]]))[0] == -np.inf
     with pytest.raises(TypeError, match="numeric"):
         word.log_prob([["0", "0"]])
+
+
+# --------------------------------------------------------------------------- issue 20
+def light_on_dark_picture() -> np.ndarray:
+    """Two light bars on a dark background: the dark pixels are the paper here."""
+    grey = np.zeros((40, 60))
+    grey[10:30, 10:20] = 1.0
+    grey[10:30, 30:50] = 0.9
+    return grey
+
+
+def test_light_ink_on_dark_background_is_refused_or_inverted_on_request():
+    with pytest.raises(ValueError, match="light ink on a dark background.*75% of it and 100% of its edge"):
+        PictureDistribution.from_image(light_on_dark_picture())
+    with pytest.raises(ValueError, match="invert=True"):  # the same as 8-bit RGB
+        PictureDistribution.from_image(
+            np.repeat((light_on_dark_picture() * 255).astype(np.uint8)[..., None], 3, -1)
+        )
+    bars = PictureDistribution.from_image(light_on_dark_picture(), invert=True)
+    assert bars.ink.shape == (20, 40) and bars.ink.sum() == 20 * 10 + 20 * 20  # the two bars, cropped
+    background = PictureDistribution.from_image(light_on_dark_picture(), invert=False)
+    assert background.ink.shape == (40, 60) and background.ink.sum() == 40 * 60 - 600
+
+
+def test_dark_ink_on_light_paper_and_boolean_masks_are_not_taken_for_inverted():
+    # A square frame as a boolean mask (notebook 03's exercise): True is ink, whatever it covers.
+    frame = np.ones((120, 120), dtype=bool)
+    frame[30:90, 30:90] = False
+    assert PictureDistribution.from_image(frame).ink.sum() == frame.sum()
+    with pytest.raises(ValueError, match="~mask"):
+        PictureDistribution.from_image(frame, invert=True)
+    # Much dark ink, but paper all around it: not inverted.
+    grey = np.ones((40, 40))
+    grey[2:38, 2:38] = 0.0
+    assert PictureDistribution.from_image(grey).ink.shape == (36, 36)
+    assert not looks_inverted(grey < 0.5) and looks_inverted(light_on_dark_picture() < 0.5)
+
+
+def test_text_the_font_cannot_draw_is_refused_without_rendering(monkeypatch):
+    import matplotlib.backends.backend_agg
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("check_text must not draw")
+
+    monkeypatch.setattr(matplotlib.backends.backend_agg.FigureCanvasAgg, "draw", no_drawing)
+    with pytest.raises(ValueError, match=r"characters the font 'DejaVu Sans' cannot draw \('漢', '字'\)"):
+        check_text("漢字")
+    with pytest.raises(ValueError, match="'No Such Font' is not a font matplotlib can find"):
+        check_text("Flow", font_family="No Such Font")
+    assert check_text("Héllo wörld") == "Héllo wörld"
+    assert check_text("Flow", font_family="serif", font_weight="normal", font_size=np.int64(8)) == "Flow"
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,words",
+    [
+        (dict(font_size=1), ValueError, "font_size must be at least 8, got 1"),  # was "please report this"
+        (dict(font_size=10_000), ValueError, "font_size must be at most 500, got 10000"),  # was 41.7 GiB
+        (dict(font_size=72.0), TypeError, "font_size must be an integer"),
+        (dict(font_weight="fat"), ValueError, "font_weight must be one of"),
+        (dict(font_family=None), TypeError, "font_family must be a string"),
+        (dict(text="x" * 400), ValueError, "180 x 26,064 pixels, more than 4,000,000"),
+    ],
+)
+def test_render_arguments_are_refused_with_their_name(kwargs, error, words):
+    kwargs = {"text": "Flow", **kwargs}
+    with pytest.raises(error) as raised:
+        render_text(kwargs.pop("text"), **kwargs)
+    assert words in str(raised.value)
+
+
+def test_the_smallest_font_and_very_wide_letters_fit_their_canvas():
+    # Ten W at 8 to 16 pixels touched the canvas border ("please report this").
+    for font_size in (8, 12, 16):
+        ink = render_text("WWWWWWWWWW", font_size=font_size) < 0.5
+        assert ink.any() and not (ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any())

@@ -258,3 +258,48 @@ def test_lu_linear_is_learned_mixing():
     w = layer.forward(tf.eye(2)).numpy()
     np.testing.assert_allclose(w @ w.T, np.eye(2), atol=1e-5)  # starts as a rotation
     assert np.abs(w - np.diag(np.diag(w))).max() > 1e-2  # which mixes the coordinates
+
+
+# --------------------------------------------------------------------------- layer seeds (issue 20)
+def test_layer_seed_is_unchanged_for_small_seeds_and_mixed_beyond():
+    # The layers every notebook builds (seeds 0 .. 2,147,482, up to 1000 layers): seed * 1000 + i.
+    assert [flows.layer_seed(s, i) for s in (0, 1, 7) for i in (0, 1, 999)] == [
+        0, 1, 999, 1000, 1001, 1999, 7000, 7001, 7999,
+    ]  # fmt: skip
+    assert flows.layer_seed(2_147_482, 999) == 2_147_482_999
+    assert flows.layer_seed(2_147_483, 647) == 2**31 - 1  # the last one that fits
+    # Beyond, a mix of seed and index: a valid seed, different per layer and per seed.
+    big = [flows.layer_seed(s, i) for s in (2_147_483, 10**7, 2**31 - 2, 2**31 - 1) for i in range(648, 1000)]
+    assert all(0 <= value <= 2**31 - 1 for value in big)
+    assert len(set(big)) == len(big)
+    with pytest.raises(ValueError, match="seed"):
+        flows.layer_seed(2**31, 0)
+
+
+def test_small_seeds_build_the_same_layers_as_seed_times_1000_plus_index():
+    flow = flows.realnvp(num_layers=3, hidden_units=(4,), normalization="none", seed=3)
+    couplings = [layer for layer in flows.layers(flow) if isinstance(layer, AffineCoupling)]
+    for i, layer in enumerate(couplings):
+        reference = AffineCoupling(half_mask(2), hidden_units=(4,), seed=3000 + i)
+        np.testing.assert_array_equal(layer.network.kernels[0].numpy(), reference.network.kernels[0].numpy())
+
+
+BUILDERS = {
+    "nice": lambda seed: flows.nice(num_layers=2, hidden_units=(4,), seed=seed),
+    "realnvp lu": lambda seed: flows.realnvp(num_layers=2, hidden_units=(4,), permutation="lu", seed=seed),
+    "spline_flow": lambda seed: flows.spline_flow(num_layers=2, hidden_units=(4,), seed=seed),
+    "maf": lambda seed: flows.maf(num_layers=2, hidden_units=(4,), seed=seed),
+    "iaf": lambda seed: flows.iaf(num_layers=2, hidden_units=(4,), seed=seed),
+}
+
+
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_every_documented_seed_builds_every_flow_with_distinct_layers(build):
+    # seed * 1000 + i overflowed int32 before: the CLI's --seed 2147483647 gave a traceback.
+    first_kernels = {}
+    for seed in (2**31 - 1, 2**31 - 2, 2_147_483):
+        flow = build(seed)
+        kernels = [v.numpy() for v in flow.trainable_variables if v.name.endswith("kernel_0:0")]
+        assert len(kernels) == 2 and not np.array_equal(kernels[0], kernels[1])
+        first_kernels[seed] = kernels[0]
+    assert not np.array_equal(first_kernels[2**31 - 1], first_kernels[2**31 - 2])

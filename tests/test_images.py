@@ -321,3 +321,92 @@ def test_fit_trains_the_multiscale_flow_in_one_pass():
     z = images.Logit().inverse(images.dequantize(split.train, 17, seed=0)).numpy()
     history = train.fit(ms.flow, z, steps=200, batch_size=64, learning_rate=2e-3, progress=False)
     assert np.mean(history.loss[-20:]) < np.mean(history.loss[:20]) - 5.0
+
+
+# --------------------------------------------------------------------------- arguments (issue 20)
+@pytest.mark.parametrize(
+    "call,error,words",
+    [
+        # dequantize accepted 17.5 and True, and scaled by them
+        (
+            lambda: images.dequantize(np.zeros((2, 4), int), 17.5),
+            TypeError,
+            "num_levels must be an integer, got 17.5",
+        ),
+        (
+            lambda: images.dequantize(np.zeros((2, 4), int), True),
+            TypeError,
+            "num_levels must be an integer, got True",
+        ),
+        # num_levels=0 said "images must lie in 0 .. -1"
+        (
+            lambda: images.dequantize(np.zeros((2, 4), int), 0),
+            ValueError,
+            "num_levels must be at least 2, got 0",
+        ),
+        (lambda: images.dequantize(np.zeros((2, 4), int), 17, seed=-1), ValueError, "seed"),
+        (lambda: images.check_levels(np.zeros((2, 4), int), 2.0), TypeError, "num_levels"),
+        # quantize(NaN) returned -9223372036854775808
+        (
+            lambda: images.quantize(np.array([0.2, np.nan]), 17),
+            ValueError,
+            "y contains NaN or infinite values",
+        ),
+        (lambda: images.quantize(np.array([0.2]), 17.0), TypeError, "num_levels"),
+        (lambda: images.quantize(np.array([True]), 17), TypeError, "y must be a numeric array"),
+        # load_digits(num_train=1.5) failed in a slice
+        (lambda: images.load_digits(num_train=1.5), TypeError, "num_train must be an integer, got 1.5"),
+        (
+            lambda: images.load_digits(num_validation=0),
+            ValueError,
+            "num_validation must be a positive integer",
+        ),
+        (lambda: images.load_digits(seed=-1), ValueError, "seed"),
+        (lambda: images.load_mnist(num_train="50000"), TypeError, "num_train"),  # before any download
+        (lambda: images.Logit(alpha="0.05"), TypeError, "alpha must be a number"),
+        (lambda: images.Logit(alpha=np.float32(0.5)), ValueError, "alpha must lie in (0, 0.5), got 0.5"),
+        (lambda: images.checkerboard_mask(4, 4, 1, parity=True), TypeError, "parity must be an integer"),
+        (lambda: images.channel_mask(2, 2, 4, first_half="yes"), TypeError, "first_half"),
+        (lambda: images.ConvNet(4, 4, 1, images.checkerboard_mask(4, 4), seed=-1), ValueError, "seed"),
+        (
+            lambda: images.ConvNet(4, 4, 1, images.checkerboard_mask(4, 4), kernel_size=2.5),
+            TypeError,
+            "kernel_size",
+        ),
+        (lambda: images.multiscale_flow(seed=2**31), ValueError, "seed must be at most 2147483647"),
+        (lambda: images.multiscale_flow(max_log_scale=-1.0), ValueError, "max_log_scale"),
+        (lambda: images.multiscale_flow(num_scales=10**9), ValueError, "num_scales must be at most 4"),
+        (
+            lambda: images.multiscale_flow(final_couplings=10**6),
+            ValueError,
+            "final_couplings must be at most 1000",
+        ),
+        (lambda: images.with_preprocessing("flow"), TypeError, "flow must be a flow"),
+    ],
+)
+def test_bad_arguments_are_named_before_any_work(call, error, words):
+    with pytest.raises(error) as raised:
+        call()
+    assert words in str(raised.value)
+
+
+def test_numpy_numbers_are_accepted():
+    # Logit(alpha=np.float32(0.05)) was refused.
+    assert images.Logit(alpha=np.float32(0.05)).alpha == pytest.approx(0.05)
+    x = np.array([[0, 16, 3]])
+    y = images.dequantize(x, np.int64(17), seed=np.int32(1), copies=np.uint8(2))
+    np.testing.assert_array_equal(images.quantize(y, np.int16(17)), np.concatenate([x, x]))
+    split = images.load_digits(num_train=np.int64(100), num_validation=np.int32(50), seed=np.int64(2))
+    assert [len(part) for part in split[:2]] == [100, 50]
+
+
+def test_multiscale_flow_builds_at_the_largest_seed():
+    # Coupling networks were seeded with seed * 1000 + index, which overflowed int32.
+    parts = [images.multiscale_flow(4, 4, num_scales=1, couplings_per_block=1, final_couplings=1, hidden=4, seed=s)
+             for s in (2**31 - 1, 2**31 - 2)]  # fmt: skip
+    kernels = [
+        [v.numpy() for v in p.flow.trainable_variables if v.name.endswith("kernel_0:0")] for p in parts
+    ]
+    assert len(kernels[0]) == 3
+    assert not np.array_equal(kernels[0][0], kernels[0][1])
+    assert not np.array_equal(kernels[0][0], kernels[1][0])

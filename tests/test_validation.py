@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from flowlib import bijectors, checkpoint, data, flows, metrics, plotting, train, validation, widgets
+from flowlib import bijectors, checkpoint, data, flows, metrics, plotting, recipe, train, validation, widgets
+from flowlib.autoregressive import MADE
 
 NUMPY_INTEGERS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 NUMPY_FLOATS = (np.float16, np.float32, np.float64)
@@ -190,6 +191,48 @@ def test_choice_and_boolean_name_the_argument():
     assert validation.boolean(np.bool_(False), "scaling") is False
 
 
+def test_num_layers_num_bins_and_spline_bound_refuse_the_edges():
+    assert validation.num_layers(np.int64(1000)) == 1000
+    with pytest.raises(ValueError, match="num_layers must be at most 1000, got 1001"):
+        validation.num_layers(1001)
+    with pytest.raises(ValueError, match="couplings must be a positive integer, got 0"):
+        validation.num_layers(0, "couplings")
+    with pytest.raises(TypeError, match="num_layers must be an integer, got True"):
+        validation.num_layers(True)
+    assert validation.num_bins(np.int16(999)) == 999
+    for bad in (1, 1000):
+        with pytest.raises(ValueError, match=f"num_bins must be .*, got {bad}"):
+            validation.num_bins(bad)
+    assert validation.spline_bound(np.float32(1e4)) == 1e4
+    for bad, error in ((1.0001e4, ValueError), (0.0, ValueError), (math.nan, ValueError), ("4", TypeError)):
+        with pytest.raises(error, match="bound"):
+            validation.spline_bound(bad)
+
+
+@pytest.mark.parametrize("value", [[0.1, 0.5], np.arange(6).reshape(2, 3), np.float32(0.3), [[1, 2]]])
+def test_array_accepts_numeric_arrays_of_any_shape(value):
+    np.testing.assert_array_equal(validation.array(value, "y"), np.asarray(value))
+
+
+@pytest.mark.parametrize(
+    "value,error,words",
+    [
+        ([0.1, math.nan], ValueError, "y contains NaN or infinite values"),
+        ([math.inf], ValueError, "y contains NaN"),
+        ([True, False], TypeError, "y must be a numeric array, got dtype bool"),
+        (["0.5"], TypeError, "y must be a numeric array"),
+        ([[1, 2], [3]], ValueError, "y must be a numeric array"),
+    ],
+)
+def test_array_refuses_non_numbers_and_non_finite_values(value, error, words):
+    with pytest.raises(error, match=words):
+        validation.array(value, "y")
+
+
+def test_array_keeps_non_finite_values_when_asked():
+    assert np.isnan(validation.array([0.1, math.nan], "y", finite=False)).sum() == 1
+
+
 # ---------------------------------------------------------------------- bijector properties
 SMALL = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -290,11 +333,164 @@ BAD_INPUT = [
     ("realnvp seed=-1", lambda f, t: flows.realnvp(seed=-1), ValueError, "seed must be a non-negative"),
     ("realnvp seed=None", lambda f, t: flows.realnvp(seed=None), TypeError, "seed"),
     ("realnvp seed=2.5", lambda f, t: flows.realnvp(seed=2.5), TypeError, "seed"),
+    # Issue 20: every builder checks every argument itself, before any work.
     (
-        "realnvp seed too large for per-layer seeds",
-        lambda f, t: flows.realnvp(seed=10**7),
+        "maf seed=-1 (was accepted)",
+        lambda f, t: flows.maf(seed=-1),
         ValueError,
-        "seed",
+        "seed must be a non-negative integer, got -1",
+    ),
+    (
+        "iaf seed=2**40 (was accepted)",
+        lambda f, t: flows.iaf(seed=2**40),
+        ValueError,
+        "seed must be at most 2147483647",
+    ),
+    (
+        "maf seed=1.5 (TF's InvalidArgumentError)",
+        lambda f, t: flows.maf(seed=1.5),
+        TypeError,
+        "seed must be an integer, got 1.5",
+    ),
+    (
+        "maf seed='0' (raw TypeError)",
+        lambda f, t: flows.maf(seed="0"),
+        TypeError,
+        "seed must be an integer, got '0'",
+    ),
+    (
+        "maf inverse='yes' (built an IAF)",
+        lambda f, t: flows.maf(inverse="yes"),
+        TypeError,
+        "inverse must be True or False, got 'yes'",
+    ),
+    ("maf normalization checked", lambda f, t: flows.maf(normalization="layer"), ValueError, "normalization"),
+    (
+        "spline_flow seed=-1 (said got -1000)",
+        lambda f, t: flows.spline_flow(seed=-1),
+        ValueError,
+        "seed must be a non-negative integer, got -1",
+    ),
+    (
+        "spline_flow seed=None (raw TypeError)",
+        lambda f, t: flows.spline_flow(seed=None),
+        TypeError,
+        "seed must be an integer",
+    ),
+    (
+        "spline_flow permutation='bogus' with one layer (was accepted)",
+        lambda f, t: flows.spline_flow(num_layers=1, permutation="bogus"),
+        ValueError,
+        "permutation must be one of 'reverse', 'random', 'lu'; got 'bogus'",
+    ),
+    (
+        "spline_flow num_layers=10**9 (was not refused)",
+        lambda f, t: flows.spline_flow(num_layers=10**9),
+        ValueError,
+        "num_layers must be at most 1000, got 1000000000",
+    ),
+    (
+        "spline_flow bound=1e39 (failed in TF)",
+        lambda f, t: flows.spline_flow(bound=1e39),
+        ValueError,
+        "bound must be at most 10000",
+    ),
+    (
+        "spline_flow bound=1e15 (non-finite densities)",
+        lambda f, t: flows.spline_flow(bound=1e15),
+        ValueError,
+        "got 1e+15",
+    ),
+    (
+        "realnvp num_layers=2**40",
+        lambda f, t: flows.realnvp(num_layers=2**40),
+        ValueError,
+        "num_layers must be at most 1000",
+    ),
+    (
+        "nice num_layers=1001",
+        lambda f, t: flows.nice(num_layers=1001),
+        ValueError,
+        "num_layers must be at most 1000, got 1001",
+    ),
+    ("lu_linear seed=-1 (numpy error)", lambda f, t: flows.lu_linear(2, seed=-1), ValueError, "seed"),
+    (
+        "MADE seed=-1 (issue 21: was accepted)",
+        lambda f, t: MADE(2, 2, seed=-1),
+        ValueError,
+        "seed must be a non-negative integer, got -1",
+    ),
+    ("MADE seed=2.5", lambda f, t: MADE(2, 2, seed=2.5), TypeError, "seed"),
+    (
+        "Recipe batch_size=0 (caught late, in fit)",
+        lambda f, t: recipe.Recipe(batch_size=0),
+        ValueError,
+        "batch_size must be a positive integer, got 0",
+    ),
+    (
+        "Recipe learning_rate=-1 (caught late, in fit)",
+        lambda f, t: recipe.Recipe(learning_rate=-1),
+        ValueError,
+        "learning_rate must be a positive number, got -1",
+    ),
+    (
+        "Recipe num_layers=2**40 (said seed must be at most -1097364145)",
+        lambda f, t: recipe.Recipe(num_layers=2**40),
+        ValueError,
+        "num_layers must be at most 1000, got 1099511627776",
+    ),
+    ("Recipe layer='glow'", lambda f, t: recipe.Recipe(layer="glow"), ValueError, "layer must be one of"),
+    ("Recipe schedule='linear'", lambda f, t: recipe.Recipe(schedule="linear"), ValueError, "schedule"),
+    ("Recipe jit_compile='yes'", lambda f, t: recipe.Recipe(jit_compile="yes"), TypeError, "jit_compile"),
+    ("Recipe bound=1e39", lambda f, t: recipe.SPLINE.replace(bound=1e39), ValueError, "bound"),
+    ("Recipe.build seed=-1", lambda f, t: recipe.SPLINE.build(seed=-1), ValueError, "seed"),
+    (
+        "from_text font_size=1 ('please report this')",
+        lambda f, t: data.PictureDistribution.from_text("Flow", font_size=1),
+        ValueError,
+        "font_size must be at least 8, got 1",
+    ),
+    (
+        "from_text font_size=10000 (41.7 GiB)",
+        lambda f, t: data.PictureDistribution.from_text("Flow", font_size=10000),
+        ValueError,
+        "font_size must be at most 500, got 10000",
+    ),
+    (
+        "from_text long text (huge canvas)",
+        lambda f, t: data.PictureDistribution.from_text("a" * 1000),
+        ValueError,
+        "use a shorter text or a smaller font_size",
+    ),
+    (
+        "from_text unknown font family (fell back silently)",
+        lambda f, t: data.PictureDistribution.from_text("Flow", font_family="No Such Font"),
+        ValueError,
+        "font_family 'No Such Font' is not a font matplotlib can find",
+    ),
+    (
+        "from_text font_weight='fat'",
+        lambda f, t: data.PictureDistribution.from_text("Flow", font_weight="fat"),
+        ValueError,
+        "font_weight must be one of",
+    ),
+    (
+        "from_text characters the font lacks (trained on boxes)",
+        lambda f, t: data.PictureDistribution.from_text("Hi 漢字"),
+        ValueError,
+        "has characters the font 'DejaVu Sans' cannot draw ('漢', '字')",
+    ),
+    (
+        "from_text width=0 (checked before rendering)",
+        lambda f, t: data.PictureDistribution.from_text("Flow", width=0.0),
+        ValueError,
+        "width",
+    ),
+    (
+        "from_image invert='yes'",
+        lambda f, t: data.PictureDistribution.from_image(np.eye(4), invert="yes"),
+        TypeError,
+        "invert must be True or False",
     ),
     (
         "realnvp normalize_every=2.0",
