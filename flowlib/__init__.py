@@ -12,8 +12,10 @@ Topic modules, each readable in one sitting:
 - :mod:`flowlib.metrics`   held-out negative log-likelihood and its gap to the entropy bound
 - :mod:`flowlib.plotting`  the quadrant-coloured layer grid, densities, training curves
 - :mod:`flowlib.checkpoint` save and restore a trained flow
+- :mod:`flowlib.images`    flows on small images: dequantization, bits per dimension, multi-scale flows
+- :mod:`flowlib.validation` one checker per kind of argument, used by every public entry point
 - :mod:`flowlib.widgets`   the layer explorer and the train-your-own-word widget
-- :mod:`flowlib.config`    the fast (CI) mode switch and the environment check
+- :mod:`flowlib.config`    the environment check (``flowlib.check_environment()``) and the fast mode switch
 
 Importing :mod:`flowlib` does no work: the submodules (and TensorFlow) load the first
 time you touch them, e.g. ``flowlib.flows.realnvp()``.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from flowlib.config import fast_mode, pick
+from flowlib.config import check_environment, fast_mode, pick
 
 __version__ = "0.1.0.dev0"
 
@@ -35,15 +37,17 @@ _SUBMODULES = (
     "config",
     "data",
     "flows",
+    "images",
     "metrics",
     "plotting",
     "recipe",
     "splines",
     "train",
+    "validation",
     "widgets",
 )
 
-__all__ = ["fast_mode", "pick", "__version__", *_SUBMODULES]
+__all__ = ["check_environment", "fast_mode", "pick", "__version__", *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:

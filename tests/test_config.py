@@ -218,3 +218,12 @@ def test_ref_is_a_ref_the_repository_holds():
         == 0
     ]
     assert found, f"the repository holds no branch or tag {config.REF!r}"
+
+
+def test_every_module_is_reachable_from_the_package():
+    """`flowlib.<module>` works for every module of the package (the lazy map lists them all),
+    and the environment check is reachable as the README names it."""
+    modules = {p.stem for p in (ROOT / "flowlib").glob("*.py") if not p.stem.startswith("_")}
+    assert modules <= set(flowlib.__all__), sorted(modules - set(flowlib.__all__))
+    assert flowlib.check_environment is config.check_environment
+    assert 'flowlib.check_environment()"`' in (ROOT / "README.md").read_text()
