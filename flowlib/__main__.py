@@ -138,9 +138,19 @@ def positive_float32(value, name: str) -> float:
 
 _positive_int = _argument(int, validation.positive_int, "a positive integer")
 _positive_float = _argument(float, validation.positive_float, "a positive, finite number")
-_learning_rate = _argument(
-    float, positive_float32, f"a positive number float32 can hold ({FLOAT32_TINY:.2g} to {FLOAT32_MAX:.2g})"
-)
+
+
+def _learning_rate(text: str) -> float:
+    """A positive, finite number that float32 holds: 1e39 would be inf inside TensorFlow."""
+    value = _positive_float(text)
+    try:
+        return positive_float32(value, "value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number float32 can hold ({FLOAT32_TINY:.2g} to {FLOAT32_MAX:.2g}), got {text!r}"
+        ) from None
+
+
 _seed = _argument(int, validation.seed, f"an integer from 0 to {validation.MAX_SEED}")
 
 CHECKPOINT_NAME = "flow"  # --save DIR and --load DIR hold the checkpoint DIR/flow

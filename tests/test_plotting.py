@@ -59,3 +59,55 @@ def test_animation_is_written(tmp_path):
     with Image.open(path) as gif:
         assert gif.n_frames >= len(stages) - 1
         assert gif.size == (400, 400)
+
+
+def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "figure.png"
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    assert plotting.save_figure(fig, path, dpi=50) == path
+    first = path.read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as savefig would make it, not private
+
+    def half_then_fail(self, target, **kwargs):
+        with open(target, "wb") as file:  # half a picture, as when the process dies mid-write
+            file.write(first[: len(first) // 2])
+        raise OSError(28, "No space left on device (planted)")
+
+    monkeypatch.setattr(type(fig), "savefig", half_then_fail)
+    with pytest.raises(OSError, match="planted"):
+        plotting.save_figure(fig, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == first  # the previous picture, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]  # no temporary left
+    plt.close(fig)
+
+
+def test_a_figure_is_never_written_in_place(tmp_path, monkeypatch):
+    # the target only ever appears by os.replace of a complete file beside it
+    import os
+
+    replaced = []
+    real_replace = os.replace
+
+    def replace(source, target):
+        assert os.path.dirname(source) == os.path.dirname(target) and os.path.getsize(source) > 0
+        replaced.append(os.path.basename(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(plotting.os, "replace", replace)
+    fig, _ = plt.subplots(figsize=(2, 2))
+    plotting.save_figure(fig, tmp_path / "new" / "f.png", dpi=50)
+    plt.close(fig)
+    z = np.random.default_rng(0).standard_normal((50, 2)).astype(np.float32)
+    stages = [("base", z), ("shifted", z + 1.0)]
+    plotting.animate_layers(
+        stages, plotting.quadrant_colors(z), tmp_path / "a.gif", frames_per_layer=2, fps=2
+    )
+    assert replaced == ["f.png", "a.gif"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.gif", "f.png", "new"]
