@@ -18,27 +18,33 @@
 # %% [markdown]
 # # 07 · Training stability: why flows blow up
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/07_training_stability.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/07_training_stability.ipynb)
 #
 # **After this notebook you can** trace a `nan` loss in flow training to the number that
 # overflowed; explain why batch normalisation is a different function in training and in
 # evaluation; show that, since version 0.17, TFP's `log_prob` with its own
 # `tfb.BatchNormalization` inside a flow is not the likelihood of the training batch, and
-# what that does to training; read a failure-rate table over seeds; and defend each choice
+# what that does to training; measure a failure rate over many trainings, as the post's
+# author did; and defend each choice
 # in the recipe the series uses.
 #
 # **Prerequisites:** [06 · The full stack of the post](06_full_stack.ipynb) (and the bounded
 # log-scale of [05 · RealNVP](05_realnvp.ipynb)).
 
 # %%
-# Setup. In Colab: install flowlib at the series' fixed ref, keeping Colab's TensorFlow.
+# Setup. In Colab: install flowlib from the series' repository, keeping Colab's TensorFlow.
 import sys
 
 if "google.colab" in sys.modules:
     get_ipython().run_line_magic(
-        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@v0.1.0"')
+        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@main"')
 
-import flowlib
+try:
+    import flowlib
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "flowlib is not installed: in Colab, check the network and run this cell again; "
+        "on your machine, run `make venv` and choose the .venv kernel.") from None
 
 flowlib.config.check_environment()
 
@@ -46,13 +52,15 @@ flowlib.config.check_environment()
 import contextlib
 import inspect
 import io
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from IPython.display import Markdown, display
 
-from flowlib import bijectors, data, flows, metrics, train
+from flowlib import bijectors, config, data, flows, metrics, train
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 tf.get_logger().setLevel("ERROR")  # each train.fit call compiles its own step; TF would warn about "retracing"
@@ -65,7 +73,7 @@ print(f"{len(x_train):,} training and {len(x_test):,} held-out points on “{tar
       f"entropy bound H[p] = {ENTROPY:.3f} nats")
 
 # %% [markdown]
-# ## 1. What the post reported, and what its code did
+# ## 1. What the post reported, and what its code shipped
 #
 # The reference post (Brad Saund's TensorFlow 2 port of Eric Jang's 2018 tutorial) makes
 # three remarks about training its flow: it is not always stable, because after a quick
@@ -73,26 +81,41 @@ print(f"{len(x_train):,} training and {len(x_test):,} held-out points on “{tar
 # batch normalisation, meant to help, has odd effects, flattening the data along one
 # dimension.
 #
-# Its code is public (`tf2_flow.py` in github.com/bsaund/normalizing_flows, commit 5cf96b0
-# of 30 March 2020, renamed `normalizing_flows.py` the same day). The recipe:
+# Its code is public: github.com/bsaund/normalizing_flows, file `normalizing_flows.py`. The
+# version published with the post is commit bc20b0b, "Cleanup for blog post", of 7 April
+# 2020. Its recipe:
 #
-# | part | the post's code |
+# | part | `normalizing_flows.py` at bc20b0b |
 # |---|---|
 # | layers | 8 `tfb.RealNVP(num_masked=1)` couplings, each with its own `real_nvp_default_template(hidden_layers=[512, 512])` (ReLU, random initial weights, unbounded log-scale) |
-# | normalisation | a `tfb.BatchNormalization()` after couplings 0, 2, 4 and 6, counted from the latent side (the list is reversed into the `tfb.Chain`), so the layer next to the data is a coupling |
+# | normalisation | a `tfb.BatchNormalization()` after each coupling with `i % 2 == 0`, that is couplings 0, 2, 4 and 6, counted from the latent side (the list is reversed into the `tfb.Chain`), so the layer next to the data is a coupling |
 # | permutation | `tfb.Permute([1, 0])` between couplings |
-# | data | 10,000 points drawn from a picture of the word "BRAD" |
-# | training | batches of 1,500, Adam at a constant $10^{-4}$, 200,000 iterations, loss `-mean(flow.log_prob(x))` |
+# | data | 10,000 points drawn from a picture of the word "BRAD", shuffled, batches of 1,500 |
+# | training | Adam at a constant $10^{-5}$, 200,000 iterations, loss `-mean(flow.log_prob(x))` |
+#
+# Two neighbouring commits tell the story of the learning rate and of the batch norms:
+#
+# * **74e336a, 1 April 2020**, "Added function for training many times and collecting
+#   statistics about training failures". It adds `run_statistics_trial`, which trains the
+#   model 10 times and prints the fraction of runs whose final loss is `nan` (the training
+#   loop looks at the loss every 1,000 iterations and stops at a `nan`). The same commit
+#   lowers the learning rate from $10^{-4}$, the value of the code before it (e.g. commit
+#   5cf96b0 of 30 March), to $10^{-5}$. "Decreasing the learning rate helps" is the
+#   author's own measured change.
+# * **adab3f6, 9 April 2020**, two days after the post's version: "Batch normalizing every
+#   3 layers instead of every 2" (`i % 3 == 0`, three batch norms). The post's text
+#   describes four batch norms, the version of 7 April.
 #
 # It ran on the TensorFlow Probability of early 2020 (version 0.9 was released in
 # January, 0.10 in May). Its figures show a trained flow: the samples form the word, and
 # in the layer-by-layer panels the batch-norm layers stretch and flatten the cloud.
 #
 # This notebook takes the three remarks apart into mechanisms, each with a small
-# measurement: how an overflow becomes `nan` (section 2), why batch normalisation is two
-# functions (section 3), and a pitfall that today's TFP adds to the post's recipe and the
-# post could not have met (section 4). Section 5 gives the failure rates measured over many
-# seeds, section 6 the recipe the rest of the series uses.
+# experiment: how an overflow becomes `nan` (section 2), why batch normalisation is two
+# functions and why it "flattens" (section 3), and a pitfall that today's TFP adds to the
+# post's recipe and the post could not have met (section 4). Section 5 repeats the
+# author's own measurement, scaled down, at both learning rates; section 6 gives the
+# recipe the rest of the series uses.
 
 # %% [markdown]
 # ## 2. From one overflow to `nan` everywhere
@@ -124,10 +147,16 @@ assert np.isinf(unbounded.forward(point)[0, 1])
 np.testing.assert_allclose(bounded.forward(point), [[0.3, 0.7 * np.exp(2.0)]], rtol=1e-6)
 
 # %% [markdown]
-# With the bound $s = c \tanh(r/c)$, $c = 2$, one layer stretches by at most $e^2 \approx
-# 7.4$ and eight layers by at most $e^{16}$: no overflow is possible. But
-# a bound stops the crash, it does not remove whatever pushed $s$ upwards. Section 5 shows
-# bounded flows that never produce a `nan` and still train into nonsense.
+# With the bound $s = c \tanh(r/c)$, $c = 2$, one coupling stretches by at most $e^2
+# \approx 7.4$, and eight couplings by at most $e^{16}$ through their log-scales: `exp`
+# itself can no longer overflow. That is all the bound covers. The couplings' shifts are
+# not bounded, and neither are a batch norm's scale $\gamma_j / \sqrt{\sigma_j^2 +
+# \epsilon}$ and offset: a run can still push values out of range, only more slowly and
+# not through `exp`. And a bound stops the crash, it does not remove whatever pushed $s$
+# upwards.
+#
+# Exercise 1 asks you to find, for given log-scales, the first layer at which a value
+# leaves float32.
 
 # %% [markdown]
 # ## 3. Batch normalisation is two different functions
@@ -174,6 +203,50 @@ for name, error in errors.items():
     print(f"{name:>20}: max |forward(inverse(y)) - y| = {error:.3g}")
 assert errors["TFP, training"] > 0.1 and errors["flowlib, training"] > 0.1
 assert errors["TFP, evaluation"] < 1e-4 and errors["flowlib, evaluation"] < 1e-4
+
+# %% [markdown]
+# ### Why batch norm "flattens" the pictures
+#
+# Follow the post's layer-by-layer figure, which runs the trained flow forward, from
+# latent to data, in evaluation mode. There a batch norm is the fixed affine map above:
+# coordinate $j$ is multiplied by $\sqrt{\sigma_{M,j}^2 + \epsilon}\,/\,\gamma_j$ and shifted.
+# The moving variances $\sigma_{M,j}^2$ are those of whatever reached the layer from the
+# data side during training, and nothing makes them equal along the two axes. A round
+# cloud comes out as an ellipse whose axis ratio is the ratio of the two scales: the
+# panel after each batch norm is stretched along one axis and flattened along the other.
+#
+# The smallest experiment: one batch norm that sees batches of the word "BRAD" in training
+# mode (as the layer closest to the data would, if nothing came before it), then maps a
+# round latent cloud forward in evaluation mode.
+
+# %%
+brad = data.PictureDistribution.from_text("BRAD").sample(10_000, seed=0)  # the post's word and point count
+flat_mode = tf.Variable(True)
+flat_bn = bijectors.BatchNormalization(2, flat_mode)
+rng = np.random.default_rng(0)
+for _ in range(500):  # 500 training-mode calls: the moving averages converge to the data's statistics
+    flat_bn.inverse(tf.constant(brad[rng.integers(len(brad), size=1500)]))
+flat_mode.assign(False)
+round_cloud = np.random.default_rng(1).normal(size=(4000, 2)).astype(np.float32)
+stretched = flat_bn.forward(tf.constant(round_cloud)).numpy()
+scales = np.sqrt(flat_bn.moving_variance.numpy() + flat_bn.epsilon) / np.exp(flat_bn.log_gamma.numpy())
+print("data's variance per axis:       ", np.round(brad.var(axis=0), 3))
+print("forward scale per axis:          ", np.round(scales, 3), f" ratio {scales[0] / scales[1]:.2f}")
+print("spread of the round cloud after: ", np.round(stretched.std(axis=0), 3),
+      f" ratio {stretched.std(axis=0)[0] / stretched.std(axis=0)[1]:.2f}")
+np.testing.assert_allclose(stretched.std(axis=0) / round_cloud.std(axis=0), scales, rtol=1e-3)
+
+fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+for ax, points, title in zip(axes, (round_cloud, stretched), ("latent cloud", "after the batch norm's forward")):
+    ax.scatter(points[:, 0], points[:, 1], s=1, color="C0")
+    ax.set(title=title, aspect="equal")
+plt.show()
+
+# %% [markdown]
+# Deeper in the flow the moving variances belong to intermediate clouds, not to the
+# word, but the mechanism is the same: each batch norm's panel has the aspect ratio of its
+# own two scales. Notebook 06 printed these scales for its trained flow; section 5 prints
+# them for the scaled-down post stacks it trains.
 
 # %% [markdown]
 # ### Small and degenerate batches
@@ -409,98 +482,184 @@ plt.show()
 # averages had converged to this one batch; during training the batch changes every step
 # and the networks change the statistics themselves, so the two never meet.
 #
-# ### The post's recipe, run in today's TFP and as in 2020
+
+# %% [markdown]
+# ## 5. The author's own measurement, scaled down
 #
-# Now the post's own recipe, at its full size: 512 hidden units, batches of 1,500 from
-# 10,000 points of "BRAD", Adam at a constant $10^{-4}$, and no safety net
-# (`max_retries=0`: the first non-finite loss stops the run). Once with TFP's batch norm
-# in today's TFP, once with flowlib's, which computes what the post's TFP computed: 30
-# steps each (at this size a step takes about half a second on a laptop CPU).
+# `run_statistics_trial` answers one question: out of 10 trainings, what fraction ends with
+# a non-finite loss? We ask it at the shipped learning rate, $10^{-5}$, and at the earlier
+# $10^{-4}$. A full run of the post's recipe is 200,000 iterations of eight 512-unit
+# networks at batch 1,500, far beyond what a notebook can afford, so we scale it down:
+#
+# | | post (bc20b0b) | here |
+# |---|---|---|
+# | couplings, batch norms, permutations | 8, after couplings 0, 2, 4, 6, swaps | the same |
+# | hidden units per network | [512, 512] | [32, 32] |
+# | batch | 1,500 (shuffled epochs) | 500 (drawn at random) |
+# | iterations per training | 200,000 | `STEPS`, printed below |
+# | trainings per learning rate | 10 | 10 |
+# | optimiser | Keras Adam, constant rate | Adam with Keras's constants, written out, constant rate |
+# | failure | final loss `nan`, loss looked at every 1,000 iterations | loss non-finite at any step (it then stays so) |
+#
+# Training 40 separate TFP flows would cost a compilation each. Instead the class below
+# writes the post's stack out in plain TensorFlow, with a leading "copy" axis on every
+# weight: 20 independent flows, each with its own random initial weights, its own batches
+# and its own learning rate, trained side by side by one compiled step. The copies share
+# no weight, so a `nan` in one cannot reach another. The batch norm is TFP's in training
+# mode: batch statistics in the map, moving averages updated 1% per call, and its
+# log-determinant from either the moving variances (`log_prob` of today's TFP, section 4)
+# or the batch variances (`log_prob` of the TFP the post ran on).
 
 # %%
-brad = data.PictureDistribution.from_text("BRAD").sample(10_000, seed=0)
-post_runs = {}
-for batch_norm in ("tfp", "flowlib"):
-    post_flow, _ = post_realnvp(batch_norm=batch_norm, seed=0)
-    with contextlib.redirect_stdout(io.StringIO()):  # fit prints its stop message; we print our own
-        post_runs[batch_norm] = train.fit(post_flow, brad, steps=30, batch_size=1500, learning_rate=1e-4,
-                                          schedule="constant", seed=0, max_retries=0, steps_per_call=5,
-                                          progress=False)
-for batch_norm, history in post_runs.items():
-    label = {"tfp": "TFP's batch norm, TFP >= 0.17", "flowlib": "flowlib's batch norm (as TFP <= 0.16)"}[batch_norm]
-    outcome = f"stopped: {history.events[-1]}" if history.stopped else "no non-finite loss"
-    print(f"{label:<40} {history.steps:3d} steps; first loss {history.loss[0]:.2f}; {outcome}")
-assert not post_runs["flowlib"].stopped and np.isfinite(post_runs["flowlib"].loss[-1])
+class PostStacks(tf.Module):
+    """`len(learning_rates)` independent copies of the post's stack, trained side by side.
+
+    Each copy: 8 affine couplings (networks 1 -> hidden -> hidden -> 2, ReLU, Glorot-uniform
+    kernels, zero biases, unbounded log-scale), a batch norm after couplings 0, 2, 4, 6
+    (counted from the latent side), a swap of the two coordinates between couplings.
+    Weights have shape [layer, copy, ...]. `moving_log_det=True` takes the batch norms'
+    log-determinant from the moving variances (today's TFP), False from the batch's (2020).
+    """
+
+    def __init__(self, learning_rates, *, hidden=32, seed=0, moving_log_det=True):
+        copies = len(learning_rates)
+        self.moving_log_det = moving_log_det
+        self.learning_rates = tf.constant(learning_rates, tf.float32)
+        sizes = [1, hidden, hidden, 2]
+        self.kernels, self.biases = [], []
+        for j, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            self.kernels.append(tf.Variable(tf.random.stateless_uniform(
+                [8, copies, fan_in, fan_out], seed=[seed, j], minval=-limit, maxval=limit)))
+            self.biases.append(tf.Variable(tf.zeros([8, copies, 1, fan_out])))
+        self.gamma = tf.Variable(tf.ones([4, copies, 1, 2]))
+        self.beta = tf.Variable(tf.zeros([4, copies, 1, 2]))
+        self.moving_mean = tf.Variable(tf.zeros([4, copies, 1, 2]), trainable=False)
+        self.moving_variance = tf.Variable(tf.ones([4, copies, 1, 2]), trainable=False)
+        self.weights = self.kernels + self.biases + [self.gamma, self.beta]
+        self.adam_m = [tf.Variable(tf.zeros_like(w)) for w in self.weights]
+        self.adam_v = [tf.Variable(tf.zeros_like(w)) for w in self.weights]
+        self.adam_t = tf.Variable(0.0)
+
+    def log_prob(self, x):
+        """Training-mode log q of `x` [copy, batch, 2], from data to latent (updates the moving averages)."""
+        h, log_det = x, 0.0
+        for i in reversed(range(8)):
+            if i < 7:
+                h = h[..., ::-1]  # tfb.Permute([1, 0])
+            if i % 2 == 0:  # batch norm number i // 2: normalise with the batch's statistics
+                k = i // 2
+                mean, variance = tf.nn.moments(h, axes=[1], keepdims=True)
+                h = (h - mean) * tf.math.rsqrt(variance + 1e-3) * self.gamma[k] + self.beta[k]
+                self.moving_mean[k].assign(0.99 * self.moving_mean[k] + 0.01 * tf.stop_gradient(mean))
+                self.moving_variance[k].assign(0.99 * self.moving_variance[k] + 0.01 * tf.stop_gradient(variance))
+                used = self.moving_variance[k] if self.moving_log_det else variance
+                log_det += tf.reduce_sum(tf.math.log(tf.abs(self.gamma[k])) - 0.5 * tf.math.log(used + 1e-3), axis=-1)
+            out = h[..., :1]  # coupling i: its network sees the first coordinate
+            for j in range(3):
+                out = tf.matmul(out, self.kernels[j][i]) + self.biases[j][i]
+                out = tf.nn.relu(out) if j < 2 else out
+            shift, log_scale = out[..., :1], out[..., 1:]
+            h = tf.concat([h[..., :1], (h[..., 1:] - shift) * tf.exp(-log_scale)], axis=-1)
+            log_det += -log_scale[..., 0]
+        return -0.5 * tf.reduce_sum(h**2, axis=-1) - np.log(2 * np.pi) + log_det
+
+    @tf.function(autograph=False)
+    def train_step(self, x):
+        """One Adam step for every copy; returns the copies' losses, shape [copy]."""
+        with tf.GradientTape() as tape:
+            losses = -tf.reduce_mean(self.log_prob(x), axis=1)
+            total = tf.reduce_sum(losses)  # no shared weight: each copy gets its own gradient
+        gradients = tape.gradient(total, self.weights)
+        self.adam_t.assign_add(1.0)
+        for w, g, m, v in zip(self.weights, gradients, self.adam_m, self.adam_v):
+            m.assign(0.9 * m + 0.1 * g)
+            v.assign(0.999 * v + 0.001 * g**2)
+            step = m / (1 - 0.9**self.adam_t) / (tf.sqrt(v / (1 - 0.999**self.adam_t)) + 1e-7)
+            w.assign_sub(tf.reshape(self.learning_rates, [1, -1] + [1] * (len(w.shape) - 2)) * step)
+        return losses
+
+
+# The same numbers as the TFP stack of section 4, layer for layer: copy the weights of one copy.
+probe = PostStacks([1e-4], hidden=32, seed=11)
+batch = brad[:500]
+for moving_log_det in (True, False):
+    probe.moving_log_det = moving_log_det
+    probe.moving_variance.assign(tf.ones_like(probe.moving_variance))
+    tfp_stack, _ = post_realnvp(batch_norm="tfp", hidden_units=(32, 32), seed=11)
+    for layer in flows.layers(tfp_stack):
+        if isinstance(layer, bijectors.AffineCoupling):
+            i = int(layer.name.split("_")[-1])
+            for j in range(3):
+                layer.network.kernels[j].assign(probe.kernels[j][i, 0])
+                layer.network.biases[j].assign(probe.biases[j][i, 0, 0])
+    ours = probe.log_prob(tf.constant(batch[None])).numpy()[0]
+    theirs = (tfp_stack.log_prob(tf.constant(batch)).numpy() if moving_log_det  # today's TFP
+              else change_of_variables(tfp_stack, tf.constant(batch)))  # batch statistics, as in 2020
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-3)
+print("PostStacks computes the TFP stack's training-mode log q, with either log-determinant")
+
+# %%
+STEPS = config.pick(full=300, fast=30)
+RATES = [1e-4] * 10 + [1e-5] * 10  # 10 trainings at each learning rate, as run_statistics_trial did
+
+
+def statistics_trial(moving_log_det, *, steps=STEPS, seed=0):
+    """Train 20 copies; return the step of each copy's first non-finite loss (0: none) and the stacks."""
+    stacks = PostStacks(RATES, hidden=32, seed=seed, moving_log_det=moving_log_det)
+    points = tf.constant(brad)
+    first_bad = np.zeros(len(RATES), dtype=int)
+    for step in range(1, steps + 1):
+        index = tf.random.stateless_uniform([len(RATES), 500], seed=[seed, step], maxval=len(brad), dtype=tf.int32)
+        losses = stacks.train_step(tf.gather(points, index)).numpy()
+        first_bad[(first_bad == 0) & ~np.isfinite(losses)] = step
+    return first_bad, stacks
+
+
+trials = {"today's TFP (moving variances)": statistics_trial(True),
+          "TFP of 2020 (batch variances)": statistics_trial(False)}
+rows = ["| batch-norm log-determinant | learning rate | trainings ending non-finite | first non-finite step |",
+        "|---|---:|---:|---:|"]
+for label, (first_bad, _) in trials.items():
+    for rate in (1e-4, 1e-5):
+        failed = first_bad[np.array(RATES) == rate]
+        failed = failed[failed > 0]
+        steps_text = f"{failed.min()} to {failed.max()}" if len(failed) else "–"
+        rows.append(f"| {label} | {rate:.0e} | {len(failed)} of 10 | {steps_text} |")
+display(Markdown(f"Ten trainings per row, {STEPS} iterations each, the scaled-down stack above:\n\n" + "\n".join(rows)))
 
 # %% [markdown]
-# With today's TFP the post's recipe meets `nan` within a few dozen steps: the loss that
-# pays for inflated variances runs away at once, in every seed measured (section 5). With
-# the consistent batch norm, the loss the post's TFP computed, the same recipe trains.
+# How to read the table. The rows with today's TFP measure the post's code as it runs
+# now: its loss is the one of section 4, which pays the networks to inflate variances, and
+# within a few hundred iterations the runs at $10^{-4}$ meet a non-finite loss while those at
+# $10^{-5}$, which move ten times more slowly, have not yet. A lower rate postpones the
+# runaway. The rows with the loss of 2020 are what the author ran; at this size and length
+# they do not fail at either rate, so the author's `nan`s, seen somewhere in runs of up to
+# 200,000 iterations of a much wider network, lie beyond what a notebook can rerun. What the
+# table does show is the mechanism the author's change relies on: a non-finite loss is
+# the end of a runaway, and the learning rate sets how fast a runaway grows.
 #
-# ## 5. Measured over many seeds
-#
-# One run proves little: a run's fate depends on its seed. These tables were measured
-# with the scripts in the repository's `bench/` folder (far too slow for a notebook) and
-# are copied here from their recorded results.
-#
-# **The post's recipe** (`bench/post_recipe.py`; full size, as above, "BRAD"):
-#
-# | loss | runs with a `nan` | `nan` at step |
-# |---|---:|---:|
-# | TFP's batch norm, today's `log_prob` (TFP >= 0.17) | 10 of 10 within 1,000 steps | 12 to 19 |
-# | TFP's batch norm, the `log_prob` of TFP <= 0.16 (inverse log-det) | 0 of 2 within 300 steps | – |
-#
-# Recorded summary lines (`bench/results/post_recipe_tfp017.txt` and `..._tfp016.txt`):
-#
-#     tfp>=0.17  failed 10 of 10 runs within 1000 steps
-#     tfp<=0.16  failed 0 of 2 runs within 300 steps
-#
-# The second row is thin: at this size a run of 300 steps took 4 to 15 minutes on the
-# shared CPU, so only two seeds were measured. The post's 200,000 iterations are far
-# beyond what we can run; its occasional `nan`s may have come late in such a run.
-#
-# **What makes a small flow blow up** (`bench/failure_sweep.py`): 4 couplings with hidden
-# units (32, 32) and, where there is a normalisation, one after couplings 1 and 3 (next to
-# the data, not the post's order: these runs were recorded before the post's order was
-# known), batch 256, 600 steps of Adam at a constant learning rate, 10 seeds per row.
-# *Failed*: runs with a non-finite loss (median step of the first one). *Gap*: held-out
-# NLL minus the entropy bound, nats, over the runs that finished. "TFP batch norm" is TFP's `tfb.BatchNormalization` in today's TFP.
-#
-# | normalisation (learning rate 1e-3) | failed, unbounded | gap, unbounded | failed, bounded (c = 2) | gap, bounded |
-# |---|---:|---:|---:|---:|
-# | TFP batch norm | 10/10 (step 66) | – | 0/10 | 254.16 (worst 318.38) |
-# | flowlib batch norm | 0/10 | 0.74 (worst 1.41) | 0/10 | 0.72 (worst 0.87) |
-# | ActNorm | 0/10 | 0.67 (worst 0.71) | 0/10 | 0.65 (worst 0.73) |
-# | none | 0/10 | 0.69 (worst 0.74) | 0/10 | 0.67 (worst 0.75) |
-#
-# | learning rate | failed, TFP batch norm, unbounded | gap | failed, flowlib batch norm, c = 2 | gap |
-# |---:|---:|---:|---:|---:|
-# | 0.0001 | 10/10 (step 431) | – | 0/10 | 0.99 (worst 1.00) |
-# | 0.001 | 10/10 (step 66) | – | 0/10 | 0.72 (worst 0.87) |
-# | 0.003 | 10/10 (step 28) | – | 0/10 | 0.71 (worst 0.85) |
-# | 0.01 | 10/10 (step 11) | – | 0/10 | 1.02 (worst 1.89) |
-#
-# How to read them:
-#
-# * **TFP's batch norm in today's TFP fails** with an unbounded log-scale at every learning
-#   rate in the grid. A lower learning rate makes it fail *later*, which is all the "lower
-#   learning rate helps" of the folklore buys here.
-# * **Bounding the log-scale removes the failures** but not the damage: with TFP's batch
-#   norm the bounded runs finish with a gap far worse than any other row.
-# * **With a consistent normalisation (flowlib's batch norm, ActNorm) or none at all**, no
-#   run fails, and the gaps are close to each other.
-# * **The post's recipe as it ran in 2020** (consistent loss) did not fail in the few
-#   steps we could afford. Where the post's `nan`s came from in its 200,000 iterations
-#   (a late runaway, its constant learning rate) short runs cannot tell.
+# The batch norms of the stacks that trained on the loss of 2020 carry section 3's
+# flattening: for each batch norm, the ratio of the scales its forward map applies to the
+# two axes, after these few iterations (a ratio of 1 would leave a round cloud round).
+
+# %%
+first_bad, stacks_2020 = trials["TFP of 2020 (batch variances)"]
+scales = (np.sqrt(stacks_2020.moving_variance.numpy() + 1e-3) / np.abs(stacks_2020.gamma.numpy()))[:, :, 0, :]
+ratios = np.maximum(scales[..., 0], scales[..., 1]) / np.minimum(scales[..., 0], scales[..., 1])  # [batch norm, copy]
+for k in range(4):
+    print(f"batch norm after coupling {2 * k}: axis ratio of its forward map over the 20 trainings: "
+          f"median {np.median(ratios[k]):.2f}, largest {ratios[k].max():.2f}")
 
 # %% [markdown]
+# ## 6. The recipe the rest of the series uses
 #
 # `flows.realnvp()` and `train.fit()` implement it with their defaults (printed below);
 # each ingredient answers one of the failure modes above.
 #
 # | ingredient | where | why |
 # |---|---|---|
-# | bounded log-scale, $s = c\tanh(r/c)$, $c = 2$ | `AffineCoupling(max_log_scale=2.0)` | `exp` can never overflow (section 2), and no single step can blow a layer up |
+# | bounded log-scale, $s = c\tanh(r/c)$, $c = 2$ | `AffineCoupling(max_log_scale=2.0)` | `exp` of a log-scale can never overflow (section 2), and no single step can blow a coupling up |
 # | last layer of every coupling network starts at zero | `MLP(zero_last=True)` | the flow starts as the identity: the first loss is the base density's, and the first gradients are tame (notebook 05) |
 # | a normalisation whose log-determinant matches its map: flowlib's batch norm, ActNorm, or none | `bijectors.BatchNormalization`, `normalization="actnorm"` or `"none"` | the training loss is the likelihood of the batch (section 4); ActNorm has no batch statistics and no train/eval mismatch at all (Kingma and Dhariwal 2018) |
 # | Adam with a cosine decay of the learning rate to 0 | `train.fit(schedule="cosine")` | fast early progress, small steps at the end, where the flow is sharpest |
@@ -524,82 +683,112 @@ print("train.fit:    ", defaults(train.fit, ["batch_size", "learning_rate", "sch
 
 # %%
 guard_flow, _ = post_realnvp(num_layers=4, hidden_units=(32, 32), seed=0)
-guard_history = train.fit(guard_flow, x_train, steps=400,
-                          learning_rate=1e-2, schedule="constant", seed=0, steps_per_call=20)
+# fit warns that TFP's batch norm makes it use flow.log_prob (slower); we know.
+with contextlib.redirect_stdout(io.StringIO()) as guard_messages, warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    guard_history = train.fit(guard_flow, x_train, steps=400, learning_rate=1e-2, schedule="constant",
+                              seed=0, steps_per_call=20, progress=False)
+print(guard_messages.getvalue().strip())
 print(f"post's stack: rescues {guard_history.rescues}, stopped {guard_history.stopped}, "
       f"steps completed {guard_history.steps}")
 assert all(np.all(np.isfinite(v.numpy())) for v in guard_flow.variables)  # never left with non-finite weights
 
 # The series' recipe: flowlib's defaults, at the same small size.
 series_flow = flows.realnvp(num_layers=4, hidden_units=(32, 32), seed=0)
-series_history = train.fit(series_flow, x_train, steps=400, seed=0, steps_per_call=20)
+series_history = train.fit(series_flow, x_train, steps=400, seed=0, steps_per_call=20, progress=False)
 print(f"series' recipe: rescues {series_history.rescues}; {metrics.evaluate(series_flow, target, x_test)}")
 assert series_history.rescues == 0 and not series_history.stopped
+
+
 
 # %% [markdown]
 # ## Summary
 #
+# * The post's code as published (bsaund/normalizing_flows, commit bc20b0b, 7 April 2020)
+#   trains at Adam $10^{-5}$; the author lowered it from $10^{-4}$ in the commit that added
+#   a trial counting the trainings that end in `nan` (74e336a).
 # * A `nan` in flow training is the end of a runaway: one coupling's log-scale grows until
 #   `exp` overflows in float32, and a batch norm spreads the resulting `inf`/`nan` to every
-#   point, the loss and the weights within one step. A bounded log-scale makes the
-#   overflow impossible.
+#   point, the loss and the weights within one step. A bounded log-scale keeps `exp` in
+#   range; shifts and batch norm's scale and offset stay unbounded.
 # * Batch normalisation is two functions: batch statistics in the inverse during training,
 #   moving averages otherwise, so in training mode `forward(inverse(x)) != x`, and a
-#   single-point (or degenerate) batch gets a meaningless likelihood.
+#   single-point (or degenerate) batch gets a meaningless likelihood. In the forward
+#   direction each batch norm rescales the two axes by its own moving scales: the
+#   "flattened" panels.
 # * Since TFP 0.17 (commit 23c395440, 2022), `TransformedDistribution.log_prob` uses
 #   `forward_log_det_jacobian`, which `tfb.BatchNormalization` computes from its moving
 #   averages: in training mode the loss is then not the likelihood of the batch, and the
-#   post's recipe meets `nan` within a few dozen steps. The post (2020) ran on an older TFP
-#   whose `log_prob` used `inverse_log_det_jacobian`, consistent with the map.
-# * With a consistent batch norm, ActNorm or no normalisation, and a bounded log-scale, the
-#   runs measured here do not fail; the series' recipe adds zero-initialised last layers, a
-#   cosine-decayed learning rate and a guard that restores the last good state.
+#   post's stack runs away; a lower learning rate only postpones it. The post (2020) ran
+#   on an older TFP whose `log_prob` used `inverse_log_det_jacobian`, consistent with the map.
+# * The series' recipe: a consistent batch norm, ActNorm or no normalisation, a bounded
+#   log-scale, zero-initialised last layers, a cosine-decayed learning rate and a guard
+#   that restores the last good state.
 
 # %% [markdown]
 # ## Exercises
 
 # %% [markdown]
-# ### Exercise 1: the learning rate at which a small post stack blows up
+# ### Exercise 1: the first layer that leaves float32
 #
-# Take a small version of the post's stack in today's TFP, `post_realnvp(num_layers=4,
-# hidden_units=(32, 32), seed=0)` (TFP batch norm, unbounded log-scale), and train it for
-# 100 steps of batch 256 at a constant learning rate with `train.fit(..., max_retries=0)`.
-# Find a learning rate `blow_up_rate` at which the run produces a non-finite loss, while a
-# run at a hundredth of it does not. (Try a few values a factor of 10 apart.) Then, in a
-# markdown cell of your own: what would happen to the slower run if it trained ten times
-# longer?
+# A coordinate $x$ passes through $L$ layers; layer $l$ (counting from 0) multiplies it by
+# $e^{s_l}$, so after layer $l$ its exact value is $x\,e^{s_0 + \dots + s_l}$. Write
+# `first_overflow_layer(x, log_scales)`: `x` has shape `[n]` (any sign), `log_scales` shape
+# `[n, L]` (row $i$ holds the log-scales point $i$ meets). Return an integer array of shape
+# `[n]`: for each point, the first $l$ at which the exact value's magnitude exceeds the
+# largest float32, `np.finfo(np.float32).max`, or `-1` if it never does. Mind that a
+# value can exceed the limit and come back below it later; the first crossing is what
+# counts. Then, in a markdown cell of your own: with the bound $|s_l| \le 2$ of section 2,
+# how large must $|x|$ be for eight layers to overflow?
 
 # %%
-x_exercise = target.sample(20_000, seed=7)
+def first_overflow_layer(x, log_scales):
+    ### BEGIN SOLUTION hint: compare log|x| plus the running sum of the log-scales with the log of the largest float32
+    level = np.log(np.abs(x))[:, None] + np.cumsum(log_scales, axis=1)
+    over = level > np.log(np.finfo(np.float32).max)
+    return np.where(over.any(axis=1), over.argmax(axis=1), -1)
+    ### END SOLUTION
 
 
-def short_run_fails(learning_rate):
-    """True if a 100-step run of the small post stack meets a non-finite loss."""
-    flow, _ = post_realnvp(num_layers=4, hidden_units=(32, 32), seed=0)
-    with contextlib.redirect_stdout(io.StringIO()):
-        history = train.fit(flow, x_exercise, steps=100, batch_size=256, learning_rate=learning_rate,
-                            schedule="constant", seed=0, max_retries=0, steps_per_call=10, progress=False)
-    return history.stopped
+def check_exercise_1(first_overflow_layer):
+    limit = np.log(np.finfo(np.float32).max)
+    for seed, n, num_layers in [(0, 7, 3), (1, 12, 8), (2, 5, 13)]:
+        rng = np.random.default_rng(seed)
+        while True:  # keep every running level away from the limit, so float rounding cannot matter
+            x = rng.choice([-1.0, 1.0], size=n) * np.exp(rng.uniform(-5.0, 40.0, size=n))
+            log_scales = rng.normal(10.0, 20.0, size=(n, num_layers))
+            level = np.log(np.abs(x))[:, None] + np.cumsum(log_scales, axis=1)
+            if np.min(np.abs(level - limit)) > 0.05:
+                break
+        over = level > limit
+        expected = np.where(over.any(axis=1), over.argmax(axis=1), -1)
+        got = np.asarray(first_overflow_layer(x.copy(), log_scales.copy()))
+        assert got.shape == (n,), f"expected one layer index per point, shape ({n},), got shape {got.shape}"
+        wrong = np.flatnonzero(got != expected)
+        assert len(wrong) == 0, (f"case seed={seed}: wrong answer for {len(wrong)} of {n} points, e.g. "
+                                 f"x={x[wrong[0]]:.3g}, log-scales {np.round(log_scales[wrong[0]], 2)}")
+    # Near the limit: the threshold is the largest float32, not a round number.
+    x = np.array([1.0, -1.0, 2.0, 1.0])
+    log_scales = np.array([[44.0, 44.5], [44.0, 44.6], [44.0, 44.1], [89.0, -5.0]])
+    got = np.asarray(first_overflow_layer(x, log_scales))
+    assert np.array_equal(got, [-1, -1, 1, 0]), f"values just below and just above the limit: got {got}"
 
 
-### BEGIN SOLUTION hint: start high and go down by factors of 10; for each candidate, also try a hundredth of it
-blow_up_rate = 1e-2
-### END SOLUTION
-
-assert short_run_fails(blow_up_rate), "this rate does not blow up within 100 steps"
-assert not short_run_fails(blow_up_rate / 100), "a hundredth of this rate also blows up: go lower"
-print(f"blows up at {blow_up_rate:g}, survives 100 steps at {blow_up_rate / 100:g}")
+check_exercise_1(first_overflow_layer)
+print("Exercise 1: correct")
 
 # %% [markdown]
 # ### Exercise 2: batch norm's round trip, predicted by hand
 #
 # In section 3 we saw that `forward(inverse(y)) != y` in training mode. Predict the result
-# exactly. Write `predicted_round_trip(y, moving_mean, moving_variance, momentum, epsilon)`
-# for flowlib's `BatchNormalization` with $\gamma = 1$, $\beta = 0$ in training mode,
-# given the moving averages *before* the call. Mind the order: `inverse` first updates the
-# moving averages with the batch statistics, $m \leftarrow \text{momentum}\cdot m + (1 -
+# exactly, with NumPy or TensorFlow, in float64. Write `predicted_round_trip(y, moving_mean,
+# moving_variance, momentum, epsilon)`: `y` has shape `[n, d]` (a batch of `n` points in
+# `d` dimensions), the moving averages shape `[d]`; the batch norm has $\gamma = 1$,
+# $\beta = 0$ and is in training mode, and the moving averages are the ones *before* the
+# call. Mind the order: `inverse` first updates the moving averages with the batch
+# statistics (biased variance, dividing by $n$), $m \leftarrow \text{momentum}\cdot m + (1 -
 # \text{momentum})\cdot \mu_B$ (the same for the variance), and `forward` then uses the
-# updated ones.
+# updated ones. The check compares with a relative tolerance of $10^{-9}$.
 
 # %%
 def predicted_round_trip(y, moving_mean, moving_variance, momentum=0.99, epsilon=1e-3):
@@ -611,15 +800,26 @@ def predicted_round_trip(y, moving_mean, moving_variance, momentum=0.99, epsilon
     ### END SOLUTION
 
 
-training_flag = tf.Variable(True)
-layer = bijectors.BatchNormalization(2, training_flag)
-layer.moving_mean.assign([0.5, -0.2])
-layer.moving_variance.assign([2.0, 0.5])
-y = x_train[:256].astype(np.float64)
-expected = predicted_round_trip(y, np.array([0.5, -0.2]), np.array([2.0, 0.5]))
-actual = layer.forward(tf.constant(layer.inverse(tf.constant(y, tf.float32)).numpy())).numpy()
-np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
-assert np.max(np.abs(actual - y)) > 0.1  # and it really is not the identity
+def check_exercise_2(predicted_round_trip):
+    cases = [(0, 37, 2, 0.99, 1e-3), (1, 50, 3, 0.9, 1e-2), (2, 9, 5, 0.5, 0.3)]
+    for seed, n, d, momentum, epsilon in cases:
+        rng = np.random.default_rng(seed)
+        y = rng.normal(rng.normal(0.0, 3.0, size=d), rng.uniform(0.2, 4.0, size=d), size=(n, d))
+        moving_mean, moving_variance = rng.normal(0.0, 2.0, size=d), rng.uniform(0.1, 5.0, size=d)
+        got = np.asarray(predicted_round_trip(y.copy(), moving_mean.copy(), moving_variance.copy(),
+                                              momentum, epsilon), dtype=np.float64)
+        mean, variance = y.mean(axis=0), y.var(axis=0)
+        new_mean = momentum * moving_mean + (1 - momentum) * mean
+        new_variance = momentum * moving_variance + (1 - momentum) * variance
+        expected = (y - mean) / np.sqrt(variance + epsilon) * np.sqrt(new_variance + epsilon) + new_mean
+        assert got.shape == (n, d), f"expected shape ({n}, {d}), got {got.shape}"
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9,
+                                   err_msg=f"case seed={seed}, n={n}, d={d}, momentum={momentum}, "
+                                           f"epsilon={epsilon}: the prediction differs")
+
+
+check_exercise_2(predicted_round_trip)
+print("Exercise 2: correct")
 
 # %% [markdown]
 # ### Exercise 3: make TFP's batch norm honest
@@ -630,8 +830,9 @@ assert np.max(np.abs(actual - y)) > 0.1  # and it really is not the identity
 # help: inside a `TransformedDistribution`, TFP has just computed the inverse and still
 # holds the data-side point that produced $x$ in its cache; and the private
 # `self._inverse_log_det_jacobian(y)` uses the batch statistics in training mode. The
-# check: in a small flow, training-mode `log_prob` must equal the change of variables
-# with batch statistics, and give the same answer twice.
+# check: in small flows (two and three dimensions, one and two batch norms, learned
+# $\gamma$ and $\beta$ away from 1 and 0), training-mode `log_prob` must equal the change
+# of variables with batch statistics, and give the same answer twice.
 
 # %%
 class HonestBatchNormalization(tfb.BatchNormalization):
@@ -643,13 +844,50 @@ class HonestBatchNormalization(tfb.BatchNormalization):
     ### END SOLUTION
 
 
-coupling = bijectors.AffineCoupling([True, False], bijectors.MLP(1, 2, (16, 16), seed=5, zero_last=False))
-honest_bn = HonestBatchNormalization(training=True)
-small_flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2)),
-                                         tfb.Chain([honest_bn, coupling]))  # forward: coupling, then batch norm
-points = x_train[:512]
-first = small_flow.log_prob(tf.constant(points)).numpy()  # new tensors: no help from TFP's cache
-second = small_flow.log_prob(tf.constant(points)).numpy()
-expected = change_of_variables(small_flow, tf.constant(points))
-np.testing.assert_allclose(first, expected, atol=1e-4)
-np.testing.assert_allclose(second, first, atol=1e-5)
+def honest_log_prob(layers, points):
+    """Change of variables through `layers` (forward order), batch statistics in every batch norm."""
+    h, log_det = tf.constant(points, tf.float32), 0.0
+    for layer in reversed(layers):
+        if isinstance(layer, tfb.BatchNormalization):
+            keras_layer = layer.batchnorm
+            mean, variance = tf.nn.moments(h, axes=[0])
+            h = (h - mean) * tf.math.rsqrt(variance + keras_layer.epsilon) * keras_layer.gamma + keras_layer.beta
+            log_det += tf.reduce_sum(tf.math.log(keras_layer.gamma) - 0.5 * tf.math.log(variance + keras_layer.epsilon))
+        else:
+            log_det += layer.inverse_log_det_jacobian(h, event_ndims=1)
+            h = layer.inverse(h)
+    dim = points.shape[-1]
+    return (tfd.MultivariateNormalDiag(tf.zeros(dim), tf.ones(dim)).log_prob(h) + log_det).numpy()
+
+
+def check_exercise_3(HonestBatchNormalization):
+    for seed, dim, num_norms, n in [(0, 2, 1, 300), (1, 3, 2, 257)]:
+        rng = np.random.default_rng(seed)
+        layers = []
+        for k in range(num_norms):
+            mask = np.arange(dim) < (1 if k % 2 == 0 else dim - 1)
+            layers.append(bijectors.AffineCoupling(mask, bijectors.MLP(int(mask.sum()), 2 * int((~mask).sum()), (16,),
+                                                                       seed=10 * seed + k, zero_last=False)))
+            layers.append(HonestBatchNormalization(training=True))
+        flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(dim), tf.ones(dim)),
+                                           tfb.Chain(layers[::-1]))
+        points = (rng.normal(size=(n, dim)) * rng.uniform(0.3, 3.0, size=dim) + rng.normal(0, 2, size=dim))
+        points = points.astype(np.float32)
+        flow.log_prob(tf.constant(points[:5]))  # builds the batch norms' variables
+        for layer in layers:
+            if isinstance(layer, tfb.BatchNormalization):
+                layer.batchnorm.gamma.assign(rng.uniform(0.5, 2.0, size=dim))
+                layer.batchnorm.beta.assign(rng.normal(size=dim))
+                layer.batchnorm.moving_variance.assign(rng.uniform(0.2, 5.0, size=dim))
+        expected = honest_log_prob(layers, points)
+        first = flow.log_prob(tf.constant(points)).numpy()  # new tensors: no help from TFP's cache
+        second = flow.log_prob(tf.constant(points)).numpy()
+        np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-3,
+                                   err_msg=f"case dim={dim}, {num_norms} batch norm(s): training-mode log_prob "
+                                           "is not the change of variables with batch statistics")
+        np.testing.assert_allclose(second, first, rtol=1e-5, atol=1e-4,
+                                   err_msg="the same batch gives a different log_prob on a second call")
+
+
+check_exercise_3(HonestBatchNormalization)
+print("Exercise 3: correct")
