@@ -214,11 +214,7 @@ def realnvp(
     seed = validation.seed(seed)
     if normalize_after is None:
         normalize_after = range(normalize_every - 1, num_layers, normalize_every)
-    normalize_after = set(int(i) for i in normalize_after)
-    if not normalize_after <= set(range(num_layers)):
-        raise ValueError(
-            f"normalize_after must hold coupling indices 0 to {num_layers - 1}, got {sorted(normalize_after)}"
-        )
+    normalize_after = set(validation.indices(normalize_after, "normalize_after", num_layers))
     training = tf.Variable(False, trainable=False, name="training")
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):
@@ -261,7 +257,8 @@ def _stack(
 ) -> tfd.TransformedDistribution:
     """Forward order ``layer_0, mix_0, layer_1, [norm], mix_1, …``: a normalisation every second layer.
 
-    The arguments were checked by the caller (before any work)."""
+    The arguments were checked by the caller (before any work).
+    """
     training = tf.Variable(False, trainable=False, name="training")
     layers: list[tfb.Bijector] = []
     for i in range(num_layers):

@@ -227,6 +227,19 @@ def positive_ints(value: Any, name: str, *, allow_empty: bool = False) -> tuple[
     return tuple(int(item) for item in items)
 
 
+def indices(value: Any, name: str, size: int) -> tuple[int, ...]:
+    """A sequence of indices into ``size`` things, e.g. ``normalize_after=(0, 2, 4)``: integers
+    from 0 to ``size - 1`` (empty allowed); a string or a single number is refused."""
+    if isinstance(value, (str, bytes)) or _is_integer(value) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a sequence of indices such as (0, 2), got {_shown(value)}")
+    items = list(value)
+    if not all(_is_integer(item) for item in items):
+        raise TypeError(f"{name} must be a sequence of indices such as (0, 2), got {_shown(value)}")
+    if any(not 0 <= item < size for item in items):
+        raise ValueError(f"{name} must hold indices 0 to {size - 1}, got {_shown(value)}")
+    return tuple(int(item) for item in items)
+
+
 def callable_or_none(value: Any, name: str) -> Any:
     """``None`` or something callable."""
     if value is not None and not callable(value):

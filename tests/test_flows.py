@@ -180,10 +180,14 @@ def test_num_parameters_counts_weights():
         (dict(normalize_every=0), ValueError),
         (dict(permutation="shuffle"), ValueError),
         (dict(max_log_scale=-1.0), ValueError),
+        (dict(num_layers=1001), ValueError),
+        (dict(normalize_after=(0, 12)), ValueError),
+        (dict(normalize_after=("0",)), TypeError),  # int("a") failed raw before
+        (dict(normalize_after=3), TypeError),
     ],
 )
 def test_realnvp_rejects_bad_arguments(kwargs, error):
-    with pytest.raises(error):
+    with pytest.raises(error, match=next(iter(kwargs))):
         flows.realnvp(**kwargs)
 
 

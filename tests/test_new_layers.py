@@ -266,3 +266,27 @@ def test_maf_and_iaf_cost_one_pass_where_promised():
             calls.clear()
             getattr(layer, f"{direction}_and_log_det")(x)
             assert len(calls) == (1 if direction == one_pass else 4), (kind.__name__, direction, len(calls))
+
+
+def test_a_spline_flow_at_the_largest_bound_is_still_the_base_distribution():
+    # validation.MAX_SPLINE_BOUND: at 1e4 float32 still places the knots well enough that a
+    # fresh flow's log-density is the base's to 1e-3 nats (at 1e8 it is off by 4.5 nats).
+    x = np.random.default_rng(0).standard_normal((500, 2)).astype(np.float32)
+    flow = flows.spline_flow(num_layers=2, hidden_units=(4,), bound=1e4)
+    np.testing.assert_allclose(flow.log_prob(x).numpy(), flow.distribution.log_prob(x).numpy(), atol=1e-3)
+    with pytest.raises(ValueError, match="bound must be at most 10000"):
+        flows.spline_flow(bound=1.01e4)
+
+
+def test_made_checks_its_own_arguments():
+    # Issue 21: MADE skipped the seed check that MLP does.
+    for kwargs, error in (
+        (dict(seed=-1), ValueError),
+        (dict(seed=2**31), ValueError),
+        (dict(seed=1.5), TypeError),
+        (dict(zero_last="no"), TypeError),
+    ):
+        with pytest.raises(error, match=next(iter(kwargs))):
+            MADE(3, 2, (8,), **kwargs)
+    with pytest.raises(ValueError, match="params must be a positive integer"):
+        MADE(3, 0, (8,))

@@ -56,3 +56,28 @@ def test_readme_quotes_the_headline():
     missing = [phrase for phrase in expected if phrase not in section]
     assert not missing, f"README's Defaults section does not say: {missing}"
     assert headline.layer == "spline" and re.search(r"XLA", section)
+
+
+def test_a_recipe_checks_and_stores_plain_values_when_made():
+    import numpy as np
+
+    chosen = recipe.Recipe(
+        num_layers=np.int64(3), hidden_units=[8, 8], learning_rate=np.float32(0.5), bound=np.int32(3)
+    )
+    assert chosen == recipe.Recipe(num_layers=3, hidden_units=(8, 8), learning_rate=0.5, bound=3.0)
+    assert (
+        type(chosen.num_layers) is int and type(chosen.learning_rate) is float and type(chosen.bound) is float
+    )
+    hash(chosen)  # a list of hidden units would make it unhashable
+    # Refused where it is written (issue 20), not later in build() or fit().
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        recipe.HEADLINE.replace(batch_size=0)
+    with pytest.raises(ValueError, match="num_layers must be at most 1000, got 1099511627776"):
+        recipe.Recipe(num_layers=2**40)
+
+
+@pytest.mark.parametrize("kind", sorted(recipe.RECIPES))
+def test_each_recipe_builds_at_the_largest_seed(kind):
+    # `python -m flowlib demo --layer spline --seed 2147483647` overflowed seed * 1000 + i.
+    flow = recipe.RECIPES[kind].replace(num_layers=2, hidden_units=(4,)).build(seed=2**31 - 1)
+    assert flows.num_parameters(flow) > 0
