@@ -240,9 +240,10 @@ plt.show()
 #   axes and shifts it, the same for every point, so the shape is unchanged apart from
 #   the aspect ratio. When one axis is squeezed and the other stretched, the cloud looks
 #   flattened; the post mentions batch normalisation "flattening the data in one
-#   dimension". The next cell prints the scale each batch-norm layer applies along each
-#   axis; [notebook 07](07_training_stability.ipynb) explains where the flattening comes
-#   from.
+#   dimension". The next cell prints each batch-norm layer's moving variances and the
+#   scale it applies along each axis in the forward direction; section 3 of
+#   [notebook 07](07_training_stability.ipynb), "Why batch norm flattens the pictures",
+#   explains how these scales make the flattening.
 #
 # These are properties of the layers, not of this training run, so the next cell checks
 # them on the traced points exactly.
@@ -282,7 +283,7 @@ gif_folder = Path(tempfile.mkdtemp())
 animated = 3000  # points in the animation (fewer keeps the file small)
 gif_path = plotting.animate_layers([(name, points[:animated]) for name, points in stages], colors[:animated],
                                    gif_folder / "flow_layers.gif", frames_per_layer=4)
-print(f"wrote {gif_path.name} ({gif_path.stat().st_size / 1e6:.1f} MB) in a temporary folder: gif_path says where")
+print(f"wrote {gif_path.name} ({gif_path.stat().st_size / 1e6:.1f} MB) to a temporary folder; gif_path holds its full path")
 display(Image(filename=str(gif_path)))
 
 # %% [markdown]
