@@ -226,7 +226,9 @@ class _ImagePermutation(tfb.Permute):
 
     def __init__(self, permutation: np.ndarray, num_coordinates: int | None, name: str):
         size = len(permutation)
-        total = size if num_coordinates is None else int(num_coordinates)
+        total = (
+            size if num_coordinates is None else validation.positive_int(num_coordinates, "num_coordinates")
+        )
         if total < size:
             raise ValueError(f"num_coordinates={total} is smaller than the image ({size} coordinates)")
         self.num_coordinates = total

@@ -382,6 +382,7 @@ def test_fit_trains_the_multiscale_flow_in_one_pass():
             "final_couplings must be at most 1000",
         ),
         (lambda: images.with_preprocessing("flow"), TypeError, "flow must be a flow"),
+        (lambda: images.Squeeze(4, 4, num_coordinates=17.5), TypeError, "num_coordinates must be an integer"),
     ],
 )
 def test_bad_arguments_are_named_before_any_work(call, error, words):
