@@ -18,7 +18,7 @@
 # %% [markdown]
 # # 01 · Additive coupling
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/v0.1.0/notebooks/01_additive_coupling.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/normalizing-flows-tf2/flowlib/blob/main/notebooks/01_additive_coupling.ipynb)
 #
 # **After this notebook you can** build an exactly invertible layer out of a neural network
 # that is not invertible at all (an *additive coupling layer*), write its inverse in two
@@ -31,14 +31,19 @@
 # matrix.
 
 # %%
-# Setup. In Colab: install flowlib at the series' fixed ref, keeping Colab's TensorFlow.
+# Setup. In Colab: install flowlib from the series' repository, keeping Colab's TensorFlow.
 import sys
 
 if "google.colab" in sys.modules:
     get_ipython().run_line_magic(
-        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@v0.1.0"')
+        "pip", 'install --quiet --no-deps "git+https://github.com/normalizing-flows-tf2/flowlib@main"')
 
-import flowlib
+try:
+    import flowlib
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "flowlib is not installed: in Colab, check the network and run this cell again; "
+        "on your machine, run `make venv` and choose the .venv kernel.") from None
 
 flowlib.config.check_environment()
 
