@@ -70,11 +70,13 @@ def seeds_and_sizes(entropy_by_hit_or_miss):
     def in_square(p):  # a 1 x 0.5 box inside the rectangle: area 0.5
         return (p[:, 0] > 1.0) & (p[:, 0] < 2.0) & (p[:, 1] > -1.2) & (p[:, 1] < -0.7)
 
-    a, thrown = _run(entropy_by_hit_or_miss, in_square, extent, 777, 8)
-    assert len(thrown) == 777, "not num_points points"
-    b, _ = _run(entropy_by_hit_or_miss, in_square, extent, 777, 8)
-    c, _ = _run(entropy_by_hit_or_miss, in_square, extent, 777, 9)
-    assert a == b, "the same seed must give the same estimate"
-    assert a != c, "different seeds should give different estimates"
+    a, thrown_a = _run(entropy_by_hit_or_miss, in_square, extent, 777, 8)
+    assert len(thrown_a) == 777, "not num_points points"
+    b, thrown_b = _run(entropy_by_hit_or_miss, in_square, extent, 777, 8)
+    c, thrown_c = _run(entropy_by_hit_or_miss, in_square, extent, 777, 9)
+    assert a == b and np.array_equal(thrown_a, thrown_b), (
+        "the same seed must give the same points and estimate"
+    )
+    assert not np.array_equal(thrown_a, thrown_c), "different seeds should give different points"
     estimate, _ = _run(entropy_by_hit_or_miss, in_square, extent, 400_000, 1)
     assert abs(estimate - np.log(0.5)) < 0.02, f"box: estimate {estimate:.4f} is off"
