@@ -116,26 +116,6 @@ def _word(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-# TensorFlow computes in float32: a number it cannot hold becomes inf (or 0) inside.
-FLOAT32_MAX = 3.4028234663852886e38
-FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
-
-
-def positive_float32(value, name: str) -> float:
-    """A finite number > 0 that float32 holds (from ``1.2e-38`` to ``3.4e38``).
-
-    (A checker for :mod:`flowlib.validation`, kept here until it moves there: ``fit``'s
-    ``learning_rate`` of ``1e39`` passes ``positive_float`` and overflows in TensorFlow.)
-    """
-    value = validation.positive_float(value, name)
-    if not FLOAT32_TINY <= value <= FLOAT32_MAX:
-        raise ValueError(
-            f"{name} must lie between {FLOAT32_TINY:.2g} and {FLOAT32_MAX:.2g} (TensorFlow computes in "
-            f"float32), got {value:g}"
-        )
-    return value
-
-
 _positive_int = _argument(int, validation.positive_int, "a positive integer")
 _positive_float = _argument(float, validation.positive_float, "a positive, finite number")
 
@@ -144,10 +124,10 @@ def _learning_rate(text: str) -> float:
     """A positive, finite number that float32 holds: 1e39 would be inf inside TensorFlow."""
     value = _positive_float(text)
     try:
-        return positive_float32(value, "value")
+        return validation.positive_float32(value, "value")
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be a positive number float32 can hold ({FLOAT32_TINY:.2g} to {FLOAT32_MAX:.2g}), got {text!r}"
+            f"must be a positive number float32 can hold ({validation.FLOAT32_TINY:.2g} to {validation.FLOAT32_MAX:.2g}), got {text!r}"
         ) from None
 
 
@@ -462,7 +442,7 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser, checked:
     fast = args.fast or config.fast_mode()
     steps = args.steps or (DEMO_STEPS_FAST if fast else DEMO_STEPS)
     num_train, num_test = (20_000, 5_000) if fast else (100_000, 50_000)
-    x_test = target.sample(num_test, seed=seed + 1)
+    x_test = target.sample(num_test, seed=(seed + 1) % 2**31)  # seeds go up to 2**31 - 1
     history, failed = None, False
     if args.load is not None:
         try:

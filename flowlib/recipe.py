@@ -72,7 +72,7 @@ class Recipe:
             bound=validation.spline_bound(self.bound),
             max_log_scale=validation.optional_positive_float(self.max_log_scale, "max_log_scale"),
             batch_size=validation.positive_int(self.batch_size, "batch_size"),
-            learning_rate=validation.positive_float(self.learning_rate, "learning_rate"),
+            learning_rate=validation.positive_float32(self.learning_rate, "learning_rate"),
             schedule=validation.choice(self.schedule, "schedule", ("cosine", "constant")),
             jit_compile=validation.boolean(self.jit_compile, "jit_compile"),
         )

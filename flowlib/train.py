@@ -219,7 +219,7 @@ def fit(
     batch_size = _check_count(batch_size, "batch_size")
     steps_per_call = _check_count(steps_per_call, "steps_per_call")
     max_retries = validation.non_negative_int(max_retries, "max_retries")
-    learning_rate = validation.positive_float(learning_rate, "learning_rate")
+    learning_rate = validation.positive_float32(learning_rate, "learning_rate")
     schedule = validation.choice(schedule, "schedule", ("cosine", "constant"))
     seed = validation.seed(seed)
     max_seconds = validation.optional_positive_float(max_seconds, "max_seconds")

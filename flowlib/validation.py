@@ -168,6 +168,23 @@ def positive_float(value: Any, name: str) -> float:
     return real(value, name, minimum=0.0, minimum_inclusive=False)
 
 
+# TensorFlow computes in float32: a number it cannot hold becomes inf (or 0) inside.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+
+
+def positive_float32(value: Any, name: str) -> float:
+    """A finite number > 0 that float32 holds (from ``1.2e-38`` to ``3.4e38``): a learning
+    rate of ``1e39`` passes :func:`positive_float` but is ``inf`` inside TensorFlow."""
+    value = positive_float(value, name)
+    if not FLOAT32_TINY <= value <= FLOAT32_MAX:
+        raise ValueError(
+            f"{name} must lie between {FLOAT32_TINY:.2g} and {FLOAT32_MAX:.2g} (TensorFlow computes in "
+            f"float32), got {value:g}"
+        )
+    return value
+
+
 def optional_positive_float(value: Any, name: str) -> float | None:
     """``None``, or a finite number > 0 (a bound that may be switched off)."""
     return None if value is None else positive_float(value, name)

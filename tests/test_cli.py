@@ -348,6 +348,18 @@ def test_a_run_worse_than_its_start_is_an_error_and_is_not_saved(capsys, monkeyp
     assert (tmp_path / "figures" / "density.png").stat().st_size > 0  # the figures show what went wrong
 
 
+@pytest.mark.parametrize("layer", ["maf", "spline"])
+def test_the_largest_documented_seed_runs_every_step(capsys, monkeypatch, tmp_path, layer):
+    """--seed 2147483647 builds, trains, samples and scores (the test points' seed was seed + 1)."""
+    from flowlib import train
+
+    monkeypatch.setattr(train, "fit", fake_fit(scale=0.9, rescues=0))
+    code = main_module.main(demo_args(tmp_path, "--layer", layer, "--seed", str(2**31 - 1)))
+    output = capsys.readouterr()
+    assert "held-out NLL" in output.out, output.err[-2000:]
+    assert "Traceback" not in output.err and code in (0, 1)
+
+
 def test_rescues_are_reported_even_when_the_run_recovers(capsys, monkeypatch):
     from types import SimpleNamespace
 

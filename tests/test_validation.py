@@ -573,6 +573,12 @@ BAD_INPUT = [
         "learning_rate must be a finite number",
     ),
     (
+        "fit learning_rate=1e39 (inf in float32)",
+        lambda f, t: train.fit(f, np.zeros((8, 2)), learning_rate=1e39, progress=False),
+        ValueError,
+        "learning_rate must lie between",
+    ),
+    (
         "fit learning_rate=nan",
         lambda f, t: train.fit(f, np.zeros((8, 2)), learning_rate=math.nan, progress=False),
         ValueError,
