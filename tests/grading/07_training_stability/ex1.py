@@ -44,7 +44,7 @@ def many_shapes_and_seeds(first_overflow_layer):
 
 @test_case(points=1, hidden=True)
 def edge_values(first_overflow_layer):
-    x = np.array([0.0, 3.0e38, -3.0e38, 1e-30, 5.0, -7.0, 1.0])
+    x = np.array([0.0, 3.0e38, -3.0e38, 1e-30, 5.0, -7.0, 1.0, -1.0])
     log_scales = np.array(
         [
             [100.0, 100.0, 100.0],  # zero stays zero
@@ -54,10 +54,11 @@ def edge_values(first_overflow_layer):
             [90.0, -100.0, 95.0],  # over, back, over again: the first counts
             [-1.0, -2.0, -3.0],  # only shrinking
             [44.0, 44.7235, -1.0],  # just above the limit, log(max float32) = 88.72284
+            [44.0, 44.7224, 0.0],  # just below it, but above log(3.4e38)
         ]
     )
     got = np.asarray(first_overflow_layer(x.copy(), log_scales.copy()))
-    assert np.array_equal(got, [-1, 0, -1, 2, 0, -1, 1]), f"edge values: got {got}"
+    assert np.array_equal(got, [-1, 0, -1, 2, 0, -1, 1, -1]), f"edge values: got {got}"
 
 
 @test_case(points=1, hidden=True)
