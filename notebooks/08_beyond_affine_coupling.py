@@ -593,9 +593,9 @@ display(Markdown("\n".join([
     f"{results[best]['gap']:.2f} nats, followed by "
     + ", ".join(f"{name} ({results[name]['gap']:.2f})" for name in rest) + ". "
     f"NICE's volume-preserving couplings cannot concentrate mass on thin strokes; the learned "
-    f"mixing and the autoregressive layer move RealNVP's gap by "
-    f"{results['RealNVP + LU mixing']['gap'] - results['RealNVP']['gap']:+.2f} and "
-    f"{results['MAF']['gap'] - results['RealNVP']['gap']:+.2f} nats. In two dimensions that is "
+    f"mixing and the autoregressive layer change RealNVP's gap by "
+    f"{results['RealNVP + LU mixing']['gap'] - results['RealNVP']['gap']:+.3f} and "
+    f"{results['MAF']['gap'] - results['RealNVP']['gap']:+.3f} nats. In two dimensions that is "
     "expected to be small: a swap already exchanges the only two coordinates, and a MAF layer "
     "conditions one coordinate on the other as a coupling does (plus a learned affine map of the "
     "first coordinate).",
