@@ -395,7 +395,7 @@ assert pass_counts[high, "MAF"][1:] == (1, high) and pass_counts[high, "IAF"][1:
 # points:
 
 # %%
-def timed(function, repeats=7):
+def timed(function, repeats=5):
     """Wall-clock time of a call in milliseconds, after a first call that compiles it: the
     fastest of `repeats` calls, the one least disturbed by whatever else the computer does."""
     function()
