@@ -674,11 +674,12 @@ def check_exercise_3(largest_log_scale):
                    for layer, (_, before) in zip(reversed(flows.layers(flow)), stages)
                    if isinstance(layer, bijectors.AffineCoupling))
 
-    # Probe flows tell the directions apart: the data-side coupling starts as the identity, and
-    # after the swap the latent-side coupling reads the other, much narrower, coordinate.
+    # Probe flows tell the directions apart: the data-side shift and coupling (the identity) are
+    # undone first, and after the swap the latent-side coupling reads the other, narrower, coordinate.
     for seed in (4, 9):
         rng = np.random.default_rng(seed)
         probe_flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2)), tfb.Chain([
+            tfb.Shift([0.3, -1.5]),
             bijectors.AffineCoupling(bijectors.half_mask(2), max_log_scale=None),
             tfb.Permute([1, 0]),
             bijectors.AffineCoupling(bijectors.half_mask(2), bijectors.MLP(1, 2, (8,), seed=seed, zero_last=False),

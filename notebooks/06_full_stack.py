@@ -506,7 +506,7 @@ def identity_permutations(flow):
 
 
 def check_exercise_2(identity_permutations):
-    for dim, seed in [(2, 3), (2, 7), (3, 1), (3, 5)]:
+    for dim, seed in [(2, 3), (2, 7), (3, 1), (4, 11)]:
         random_flow = flows.realnvp(dim, num_layers=6, hidden_units=(4,), normalization="batchnorm",
                                     permutation="random", seed=seed)
         names = list(call_answer(identity_permutations, random_flow))

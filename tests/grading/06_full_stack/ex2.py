@@ -24,7 +24,7 @@ def _expected(flow, dim):
 
 @test_case(points=1, hidden=True)
 def other_dimensions_and_seeds(identity_permutations):
-    for dim, seed in [(3, 2), (4, 11), (5, 2), (2, 12), (2, 40)]:
+    for dim, seed in [(3, 2), (3, 5), (4, 6), (5, 2), (2, 12), (2, 40)]:
         flow = flows.realnvp(
             dim, num_layers=6, hidden_units=(4,), normalization="none", permutation="random", seed=seed
         )
