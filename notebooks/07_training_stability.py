@@ -627,10 +627,10 @@ display(Markdown(f"Ten trainings per row, {STEPS} iterations each, the scaled-do
 
 # %% [markdown]
 # How to read the table. The rows with today's TFP measure the post's code as it runs
-# now: its loss is the one of section 4, which pays the networks to inflate variances, and
-# within a few hundred iterations the runs at $10^{-4}$ meet a non-finite loss while those at
-# $10^{-5}$, which move ten times more slowly, have not yet. A lower rate postpones the
-# runaway. The rows with the loss of 2020 are what the author ran; at this size and length
+# now: its loss is the one of section 4, which pays the networks to inflate variances.
+# Within a few hundred iterations most runs at $10^{-4}$ meet a non-finite loss, while those
+# at $10^{-5}$, which move ten times more slowly, have not got there yet: a lower rate
+# postpones the runaway. The rows with the loss of 2020 are what the author ran; at this size and length
 # they do not fail at either rate, so the author's `nan`s, seen somewhere in runs of up to
 # 200,000 iterations of a much wider network, lie beyond what a notebook can rerun. What the
 # table does show is the mechanism the author's change relies on: a non-finite loss is
