@@ -590,11 +590,12 @@ check_exercise_1(log_det_h)
 # ### Exercise 2: the density of $Y = aX + b$
 #
 # Let $X$ have a density $p_X$, given as a function `base_density` that takes a NumPy array
-# of values and returns their densities. With numbers $a \ne 0$ and $b$, derive the density
-# of $Y = aX + b$ from the change-of-variables formula and write
-# `affine_density(y, a, b, base_density)`. Careful with negative $a$. The checks use base
-# densities that are *not* symmetric (so a wrong sign shows), compare with TFP's own
-# `TransformedDistribution` and integrate your density on a grid.
+# of values (of any shape) and returns their densities (of the same shape). With numbers
+# $a \ne 0$ and $b$, derive the density of $Y = aX + b$ from the change-of-variables formula
+# and write `affine_density(y, a, b, base_density)`, for an array `y` of any shape, in any
+# order. Careful with negative $a$. The checks use base densities that are *not* symmetric
+# (so a wrong sign shows), compare with TFP's own `TransformedDistribution` on a grid and on
+# scattered points, and integrate your density on the grid.
 
 # %%
 def affine_density(y, a, b, base_density):
@@ -615,6 +616,11 @@ def check_exercise_2(affine_density):
         np.testing.assert_allclose(got, pushed.prob(y), rtol=1e-6, atol=1e-12,
                                    err_msg=f"wrong density of Y = aX + b for a = {a}, b = {b}")
         assert abs(np.trapezoid(got, y) - 1.0) < 1e-3, "the density does not integrate to 1"
+        scattered = np.random.default_rng(int(10 * b + 50)).uniform(lo, hi, size=(13, 7))  # any shape, any order
+        got = np.asarray(affine_density(scattered, a, b, lambda x, base=base: base.prob(np.asarray(x)).numpy()))
+        assert got.shape == scattered.shape, f"y of shape {scattered.shape} gave densities of shape {got.shape}"
+        np.testing.assert_allclose(got, pushed.prob(scattered), rtol=1e-6, atol=1e-12,
+                                   err_msg=f"wrong density at scattered points for a = {a}, b = {b}")
     print("Exercise 2: correct")
 
 
@@ -696,12 +702,14 @@ check_exercise_3(grid_integral)
 # `_forward_log_det_jacobian`, the log of $|f'(x)|$ for each coordinate. Declare
 # `forward_min_event_ndims=0` in `super().__init__`: the map acts on each number on its
 # own, so one number is the smallest event, and TFP then adds the log-determinants over
-# the coordinates of a vector itself. TFP derives the inverse log-determinant from yours.
+# the coordinates of a vector itself. TFP derives the inverse log-determinant from yours
+# (if you also write `_inverse_log_det_jacobian`, it must agree). The slope depends on the
+# sign of $x$, so the Jacobian is not constant: leave `is_constant_jacobian` at its default.
 # (`tf.where` picks between two tensors elementwise. Any correct bijector passes, also one
 # built from TFP's parts, but writing it out is the point.) The checks use several
 # $\alpha$, including $\alpha > 1$, on positive and negative inputs, compare the
-# log-determinant with autodiff, and check that a 1-D and a 2-D normal pushed through your
-# bijector with `tfd.TransformedDistribution` still integrate to 1.
+# log-determinant with autodiff in both directions, and check that a 1-D and a 2-D normal
+# pushed through your bijector with `tfd.TransformedDistribution` still integrate to 1.
 
 # %%
 class LeakyReLU(tfb.Bijector):
@@ -729,6 +737,7 @@ def check_exercise_4(LeakyReLU):
         bijector = LeakyReLU(alpha)
         assert isinstance(bijector, tfb.Bijector), "LeakyReLU(alpha) should give a tfb.Bijector"
         assert bijector.forward_min_event_ndims == 0, "an elementwise bijector has forward_min_event_ndims=0"
+        assert not bijector.is_constant_jacobian, "the slope depends on the sign of x: the Jacobian is not constant"
         x = np.random.default_rng(500 + seed).normal(0.5, 3.0, size=(7, 3)).astype(np.float32)
         assert (x < 0).any() and (x > 0).any()
         y = np.asarray(bijector.forward(x))
@@ -738,6 +747,9 @@ def check_exercise_4(LeakyReLU):
         fresh = np.random.default_rng(600 + seed).normal(-0.5, 2.0, size=(5, 4)).astype(np.float32)
         np.testing.assert_allclose(bijector.inverse(fresh), np.where(fresh >= 0, fresh, fresh / alpha), rtol=1e-5,
                                    err_msg=f"inverse, alpha = {alpha}")
+        np.testing.assert_allclose(bijector.inverse_log_det_jacobian(fresh, event_ndims=0),
+                                   np.where(fresh >= 0, 0.0, -np.log(alpha)), atol=1e-5,
+                                   err_msg=f"the inverse's log|det| is not minus the forward's at the inverse, alpha = {alpha}")
         xt = tf.constant(x)
         with tf.GradientTape() as tape:
             tape.watch(xt)
