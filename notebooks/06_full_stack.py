@@ -65,7 +65,8 @@ tfd = tfp.distributions
 #
 # The reference post (Brad Saund's TensorFlow 2 port of Eric Jang's 2018 tutorial) stacks
 # **8 RealNVP layers** and inserts **4 batch-normalisation layers**, with a swap between
-# couplings. Its code (`tf2_flow.py` in github.com/bsaund/normalizing_flows, March 2020)
+# couplings. The code published with it (`normalizing_flows.py` in
+# github.com/bsaund/normalizing_flows, commit bc20b0b "Cleanup for blog post", 7 April 2020)
 # appends a batch norm after couplings 0, 2, 4 and 6 and hands the list to `tfb.Chain`
 # reversed, so counted in the `forward` direction (latent to data) the batch norms follow
 # couplings 0, 2, 4 and 6, and the layer next to the data is a coupling. We build the same
@@ -74,8 +75,9 @@ tfd = tfp.distributions
 # (16 times fewer weights per layer, enough for a 2-D picture, and fast on a CPU), and
 # we train far fewer steps, on smaller batches, with a learning rate that starts higher
 # and decays (the numbers are printed where we train), instead of the post's 200,000
-# steps at a constant $10^{-4}$ on batches of 1,500 (the `settings` of `tf2_flow.py`;
-# about an hour of training by the repository's README). The batch norm is flowlib's
+# steps at a constant $10^{-5}$ on batches of 1,500 (its `settings`; an earlier version of
+# the code, `tf2_flow.py` of March 2020, used $10^{-4}$, and notebook 07 shows why the author
+# lowered it). The batch norm is flowlib's
 # (the end of this section says why). Listed in the order `forward` applies them, the
 # layers are:
 
