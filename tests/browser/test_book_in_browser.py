@@ -159,7 +159,11 @@ def test_formulas_are_typeset_offline(site, launch_chromium):
         page = browser.new_page()
         page.route("**/*", route)
         page.goto(site + "notebooks/02_change_of_variables.html", wait_until="load")
-        page.wait_for_selector("mjx-container", timeout=30_000)
+        page.wait_for_function(  # MathJax typesets asynchronously, after the page's load event
+            "() => { const m = document.querySelectorAll('.math');"
+            " return m.length > 0 && Array.from(m).every(e => e.querySelector('mjx-container')); }",
+            timeout=60_000,
+        )
         typeset = page.evaluate("() => document.querySelectorAll('mjx-container').length")
         raw = page.evaluate(  # Sphinx's math spans still holding TeX instead of MathJax's output
             "() => Array.from(document.querySelectorAll('.math')).filter("
