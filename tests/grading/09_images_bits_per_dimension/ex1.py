@@ -32,7 +32,7 @@ def new_shapes_levels_and_intervals(bits_from_log_density):
         log_q = rng.normal(-0.3 * num_dims, num_dims, size=batch)
         answer = float(np.asarray(bits_from_log_density(log_q.copy(), shape, levels, (low, high))))
         expected = _expected(log_q, shape, levels, low, high)
-        assert math.isclose(answer, expected, rel_tol=1e-8, abs_tol=1e-10), (
+        assert math.isclose(answer, expected, rel_tol=1e-6, abs_tol=1e-6), (
             f"wrong for {shape}, {levels}, [{low}, {high})"
         )
 
@@ -43,19 +43,17 @@ def one_image_and_many(bits_from_log_density):
     for batch in (1, 1000):
         log_q = rng.uniform(-500, 300, size=batch)
         answer = float(np.asarray(bits_from_log_density(log_q.copy(), (10, 10, 1), 17, (-1.0, 1.0))))
-        assert math.isclose(answer, _expected(log_q, (10, 10, 1), 17, -1.0, 1.0), rel_tol=1e-8), (
-            f"batch of {batch}"
-        )
+        assert math.isclose(
+            answer, _expected(log_q, (10, 10, 1), 17, -1.0, 1.0), rel_tol=1e-6, abs_tol=1e-6
+        ), f"batch of {batch}"
 
 
 @test_case(points=1, hidden=True)
-def tensors_and_lists_accepted(bits_from_log_density):
-    import tensorflow as tf
-
+def single_and_double_precision(bits_from_log_density):
     log_q = [12.5, -3.0, 40.25]
     expected = _expected(log_q, (2, 3, 2), 9, -1.5, 0.5)
-    for given in (np.array(log_q), tf.constant(log_q, tf.float64)):
-        answer = float(np.asarray(bits_from_log_density(given, (2, 3, 2), 9, (-1.5, 0.5))))
-        assert math.isclose(answer, expected, rel_tol=1e-8), (
-            f"wrong for log_q given as {type(given).__name__}"
+    for dtype in (np.float64, np.float32):
+        answer = float(np.asarray(bits_from_log_density(np.array(log_q, dtype), (2, 3, 2), 9, (-1.5, 0.5))))
+        assert math.isclose(answer, expected, rel_tol=1e-6, abs_tol=1e-6), (
+            f"wrong for log_q of dtype {np.dtype(dtype).name}"
         )
