@@ -554,8 +554,8 @@ def call_answer(function, *args):
 #
 # Write `affine_coupling_inverse(network, mask, y)`: given a network as above, a boolean
 # mask of shape `[d]` (True = kept) and points `y` of shape `[n, d]`, return the points
-# `x` of shape `[n, d]` that the forward map sends to `y`. The checks use several
-# dimensions, masks and networks, with log-scales of both signs.
+# `x` of shape `[n, d]` that the forward map sends to `y`, leaving `y` itself unchanged.
+# The checks use several dimensions, masks and networks, with log-scales of both signs.
 
 # %%
 def affine_coupling_inverse(network, mask, y):
@@ -574,8 +574,10 @@ def check_exercise_1(affine_coupling_inverse):
         network = random_coupling_network(mask.size, seed)
         x = np.random.default_rng(100 + seed).normal(loc=0.7, scale=2.0, size=(n, mask.size)).astype(np.float32)
         y = masked_affine_coupling(network, mask, x).numpy()
-        answer = np.asarray(call_answer(affine_coupling_inverse, network, mask.copy(), y.copy()), dtype=np.float32)
+        given = y.copy()
+        answer = np.asarray(call_answer(affine_coupling_inverse, network, mask.copy(), given), dtype=np.float32)
         where = f"case {case} (d = {mask.size}, mask {mask.astype(int)})"
+        assert np.array_equal(given, y), f"{where}: the function changed the points y it was given"
         assert answer.shape == y.shape, f"{where}: expected shape {y.shape}, got {answer.shape}"
         assert np.allclose(answer[:, mask], y[:, mask]), f"{where}: the kept coordinates should come back unchanged"
         assert np.allclose(masked_affine_coupling(network, mask, answer), y, rtol=1e-4, atol=1e-3), (
@@ -688,6 +690,21 @@ def check_exercise_3(largest_log_scale):
         answer = float(call_answer(largest_log_scale, probe_flow, probe))
         assert np.isclose(answer, by_trace(probe_flow, probe), rtol=1e-5), (
             f"probe flow {seed}: not the largest |s| met on the way from data to latent")
+
+    # A 3-D probe: a coupling that changes two coordinates, and a cyclic order whose inverse is not itself.
+    for seed in (2, 7):
+        probe_flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(3), tf.ones(3)), tfb.Chain([
+            tfb.Shift([0.5, -1.0, 2.0]),
+            bijectors.AffineCoupling([True, False, False], bijectors.MLP(1, 4, (8,), seed=seed, zero_last=False),
+                                     max_log_scale=None),
+            tfb.Permute([2, 0, 1]),
+            bijectors.AffineCoupling([False, True, True], bijectors.MLP(2, 2, (8,), seed=seed + 1, zero_last=False),
+                                     max_log_scale=None)]))
+        probe = np.random.default_rng(seed).normal(loc=[1.0, -2.0, 0.5], scale=[2.0, 0.3, 1.0],
+                                                   size=(300, 3)).astype(np.float32)
+        answer = float(call_answer(largest_log_scale, probe_flow, probe))
+        assert np.isclose(answer, by_trace(probe_flow, probe), rtol=1e-5), (
+            f"3-D probe flow {seed}: not the largest |s| met on the way from data to latent")
 
     results = {}
     for c, flow in ex3_flows.items():

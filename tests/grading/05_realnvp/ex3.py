@@ -90,3 +90,30 @@ def uneven_masks(largest_log_scale):
     flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(5), tf.ones(5)), tfb.Chain(layers))
     x = np.random.default_rng(7).normal(scale=[3.0, 0.2, 1.0, 2.0, 0.5], size=(250, 5)).astype(np.float32)
     _check(largest_log_scale, flow, x, "5-D flow with uneven masks")
+
+
+@test_case(points=1, hidden=True)
+def the_largest_in_any_coupling(largest_log_scale):
+    # one coupling at a time acts strongly, so that the largest |s| sits first, in the middle or last
+    x = (
+        np.random.default_rng(8)
+        .normal(loc=[0.5, -1.0, 2.0], scale=[1.0, 3.0, 0.4], size=(200, 3))
+        .astype(np.float32)
+    )
+    for strong in range(3):
+        flow = flows.realnvp(
+            3,
+            num_layers=3,
+            hidden_units=(8,),
+            normalization="none",
+            permutation="random",
+            max_log_scale=None,
+            seed=9,
+        )
+        rng = np.random.default_rng(10 + strong)
+        couplings = [layer for layer in flows.layers(flow) if isinstance(layer, bijectors.AffineCoupling)]
+        for k, layer in enumerate(couplings):
+            kernel = layer.network.kernels[-1]
+            scale = 0.8 if k == strong else 0.05
+            kernel.assign(rng.normal(scale=scale, size=kernel.shape).astype(np.float32))
+        _check(largest_log_scale, flow, x, f"3-D flow whose coupling {strong} acts strongly")
