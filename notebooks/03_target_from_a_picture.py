@@ -460,8 +460,9 @@ for what, make in bad_inputs.items():
 # contains $A$. Throw exactly `num_points` points uniformly on the rectangle, drawn from
 # `np.random.default_rng(seed)` (the same seed gives the same estimate), and return the
 # log of the area estimate. Then try it on a word of your own: its membership test is
-# "`target.log_prob` is finite". The checks use your word, an ellipse and a triangle in
-# off-centre, non-square rectangles, and look at the points you throw.
+# "`target.log_prob` is finite". The checks use your word, the paper around it (in the
+# same rectangle), an ellipse and a triangle in off-centre, non-square rectangles, and
+# look at the points you throw.
 
 # %%
 def entropy_by_hit_or_miss(is_ink, extent, num_points, seed=0):
@@ -498,6 +499,8 @@ def check_exercise_1(entropy_by_hit_or_miss, word):
     (x0, y0), (x1, y1), (x2, y2) = corners
     cases = [  # name, membership test, rectangle, exact entropy, points
         (word.name, lambda p: np.isfinite(word.log_prob(p)), word.extent, word.entropy(), 400_000),
+        (f"the paper around {word.name!r}", lambda p: ~np.isfinite(word.log_prob(p)), word.extent,
+         np.log((word.extent[1] - word.extent[0]) * (word.extent[3] - word.extent[2]) - word.ink_area), 150_000),
         ("ellipse", in_ellipse, (-0.9, 4.4, -1.3, 0.05), np.log(np.pi * 2.1 * 0.45), 200_000),
         ("triangle", in_triangle, (-3.1, 3.4, -1.4, 2.6),
          np.log(0.5 * abs((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))), 200_000),

@@ -5,7 +5,7 @@ from otter.test_files import test_case
 
 OK_FORMAT = False
 name = "03_ex1"
-points = 3
+points = 4
 
 
 def _run(entropy_by_hit_or_miss, is_in, extent, num_points, seed):
@@ -80,3 +80,24 @@ def seeds_and_sizes(entropy_by_hit_or_miss):
     assert not np.array_equal(thrown_a, thrown_c), "different seeds should give different points"
     estimate, _ = _run(entropy_by_hit_or_miss, in_square, extent, 400_000, 1)
     assert abs(estimate - np.log(0.5)) < 0.02, f"box: estimate {estimate:.4f} is off"
+
+
+@test_case(points=1, hidden=True)
+def other_regions_in_the_words_rectangle(entropy_by_hit_or_miss, my_word):
+    left, right, bottom, top = extent = tuple(float(v) for v in my_word.extent)
+    centre = np.array([0.3 * left + 0.7 * right, 0.6 * bottom + 0.4 * top])
+    a, b = 0.2 * (right - left), 0.3 * (top - bottom)
+
+    def in_ellipse(p):  # an off-centre ellipse inside the word's own rectangle
+        return ((p[:, 0] - centre[0]) / a) ** 2 + ((p[:, 1] - centre[1]) / b) ** 2 <= 1
+
+    estimate, thrown = _run(entropy_by_hit_or_miss, in_ellipse, extent, 300_000, 6)
+    assert len(thrown) == 300_000, "not num_points points"
+    _uniform_on(thrown, extent, "ellipse in the word's rectangle")
+    assert abs(estimate - np.log(np.pi * a * b)) < 0.02, f"ellipse: estimate {estimate:.4f} is off"
+    ink_area = np.count_nonzero(my_word.ink) * my_word.pixel_size**2
+    paper = (right - left) * (top - bottom) - ink_area
+    estimate, _ = _run(
+        entropy_by_hit_or_miss, lambda p: ~np.isfinite(my_word.log_prob(p)), extent, 200_000, 7
+    )
+    assert abs(estimate - np.log(paper)) < 0.02, f"paper around the word: estimate {estimate:.4f} is off"
