@@ -130,6 +130,10 @@ class Recipe:
 # The best affine-coupling recipe of bench/sweep.py (the headline before spline layers):
 # 12 couplings of (64, 64), no normalisation, batch 256, 7e-4 with cosine decay; with XLA,
 # which more than doubles its steps per second (bench/results/quality_xla.txt).
+# Its batch size and learning rate are flowlib.train.fit's defaults (train.DEFAULT_BATCH_SIZE,
+# train.DEFAULT_LEARNING_RATE), stated again here so that this module, read by the command
+# line before TensorFlow is imported, need not import train; tests/test_train.py checks that
+# the two agree.
 AFFINE = Recipe(
     layer="affine",
     num_layers=12,

@@ -39,18 +39,18 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flowlib import flows as _flows
-from flowlib import recipe as _recipe
 from flowlib import validation
 
 tfd = tfp.distributions
 
 Schedule = Literal["cosine", "constant"]
 
-# fit's defaults are the affine recipe's optimiser settings (flowlib.recipe.AFFINE, chosen
-# by bench/sweep.py; see README, "Defaults"): a learning rate that suits every layer kind
-# of the series. The spline headline trains at its own, higher rate (recipe.SPLINE).
-DEFAULT_LEARNING_RATE = _recipe.AFFINE.learning_rate
-DEFAULT_BATCH_SIZE = _recipe.AFFINE.batch_size
+# fit's defaults: a learning rate and batch size that suit every layer kind of the series
+# (bench/sweep.py; README, "Defaults"). The engine owns them; flowlib.recipe.AFFINE states
+# the same optimiser settings (tests/test_train.py checks that they agree), and the spline
+# headline trains at its own, higher rate (recipe.SPLINE).
+DEFAULT_LEARNING_RATE = 7e-4
+DEFAULT_BATCH_SIZE = 256
 
 
 @dataclass
@@ -151,12 +151,290 @@ def _forget_traced_tensors() -> None:
     tfp_bijector.Bijector.__dict__["_cache"].clear()  # the unbound table: clears everything
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """The checked arguments of :func:`fit` (:func:`_check_arguments`)."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    schedule: Schedule
+    seed: int
+    steps_per_call: int
+    max_retries: int
+    max_seconds: float | None
+    jit_compile: bool
+    progress: bool
+    schedule_by_time: bool
+    callback: Callable[[int, np.ndarray], None] | None
+
+
+def _check_arguments(**arguments) -> _Plan:
+    """Every argument of :func:`fit` but the data, checked (:mod:`flowlib.validation`)."""
+    from flowlib import config
+
+    steps = config.shortened(validation.positive_int(arguments["steps"], "steps"))  # FLOWLIB_FAST=1 only
+    plan = _Plan(
+        steps=steps,
+        batch_size=validation.positive_int(arguments["batch_size"], "batch_size"),
+        steps_per_call=validation.positive_int(arguments["steps_per_call"], "steps_per_call"),
+        max_retries=validation.non_negative_int(arguments["max_retries"], "max_retries"),
+        learning_rate=validation.positive_float32(arguments["learning_rate"], "learning_rate"),
+        schedule=validation.choice(arguments["schedule"], "schedule", ("cosine", "constant")),
+        seed=validation.seed(arguments["seed"]),
+        max_seconds=validation.optional_positive_float(arguments["max_seconds"], "max_seconds"),
+        jit_compile=validation.boolean(arguments["jit_compile"], "jit_compile"),
+        progress=validation.boolean(arguments["progress"], "progress"),
+        schedule_by_time=validation.boolean(arguments["schedule_by_time"], "schedule_by_time"),
+        callback=validation.callable_or_none(arguments["callback"], "callback"),
+    )
+    if plan.schedule_by_time and plan.max_seconds is None:
+        raise ValueError("schedule_by_time=True needs a time budget: pass max_seconds as well")
+    return plan
+
+
 def _check_data(flow: tfd.TransformedDistribution, data, name: str, min_points: int = 2) -> np.ndarray:
     return validation.points(data, name, dim=_flows.event_dim(flow), min_points=min_points)
 
 
-def _check_count(value, name: str) -> int:
-    return validation.positive_int(value, name)
+def _loss_log_prob(flow: tfd.TransformedDistribution, data: np.ndarray, batch_size: int, seed: int):
+    """The log-density the loss uses, after readying ``flow`` on a first seeded batch.
+
+    Initialises unset actnorm layers on that batch and builds lazily created variables.
+    Returns :func:`flowlib.flows.one_pass_log_prob` when every layer supports it and it
+    gives the same numbers as ``flow.log_prob`` on the first points; otherwise
+    ``flow.log_prob`` itself, with a warning (slower, same result).
+    """
+    rng = np.random.default_rng(seed)
+    first_batch = data[rng.integers(len(data), size=min(len(data), max(batch_size, 1024)))]
+    if any(not bool(layer.initialized.numpy()) for layer in _flows.actnorm_layers(flow)):
+        _flows.initialize_actnorm(flow, first_batch)
+    _flows.set_training(flow, False)
+    reference = flow.log_prob(first_batch[:64]).numpy()  # also builds lazily created variables
+    one_pass = _flows.one_pass_log_prob(flow)
+    if one_pass is None:
+        reason = _flows.one_pass_unsupported_reason(flow)
+        warnings.warn(
+            f"fit: training with flow.log_prob, slower than the one-pass loss: {reason}", stacklevel=3
+        )
+        return flow.log_prob
+    fused = one_pass(tf.constant(first_batch[:64])).numpy()
+    _flows.clear_caches(flow)
+    if not np.allclose(fused, reference, rtol=1e-4, atol=1e-3 * (1.0 + np.abs(reference).max())):
+        warnings.warn(
+            "fit: the one-pass log-density differs from flow.log_prob on the first batch "
+            f"(largest difference {np.abs(fused - reference).max():.3g}); training with "
+            "flow.log_prob instead (slower)",
+            stacklevel=3,
+        )
+        return flow.log_prob
+    return one_pass
+
+
+class _LearningRate:
+    """Adam's rate at each step: the peak ``base`` (halved by the guard), cosine or constant.
+
+    ``time_fraction`` (``schedule_by_time``) is the fraction of the time budget spent; the
+    cosine uses the larger of it and the fraction of ``total_steps`` done.
+    """
+
+    def __init__(self, learning_rate: float, schedule: Schedule, total_steps: int):
+        self.schedule = schedule
+        self.total = float(total_steps)
+        self.base = tf.Variable(float(learning_rate), trainable=False, dtype=tf.float32)
+        self.time_fraction = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+
+    def at(self, step):
+        """The rate of ``step`` (a tensor; called inside the compiled steps)."""
+        if self.schedule == "cosine":
+            progress_fraction = tf.maximum(tf.cast(step, tf.float32) / self.total, self.time_fraction)
+            return self.base * 0.5 * (1.0 + tf.cos(math.pi * progress_fraction))
+        return self.base
+
+    def halve(self) -> None:
+        self.base.assign(self.base * 0.5)
+
+
+def _compile_steps(
+    log_prob,
+    optimizer: _Adam,
+    rate: _LearningRate,
+    data: np.ndarray,
+    batch_size: int,
+    seed: int,
+    jit_compile: bool = False,
+    on_start: Callable[[], None] | None = None,
+):
+    """The step: ``call(first_step, num_steps)`` takes ``num_steps`` Adam steps on the loss
+    ``-mean(log_prob(batch))`` in one compiled call, batch ``first_step + i`` drawn (with
+    replacement) from ``data`` by a stateless generator seeded with ``(seed, step)``. It
+    returns the ``[num_steps]`` losses and whether every trained weight is still finite.
+    ``on_start`` runs inside the call before the steps (the guard's copy of the state).
+
+    ``autograph=False``: the loop is an explicit ``tf.while_loop`` and nothing else needs
+    converting. With autograph on, TensorFlow rewrote the source of every layer method the
+    step calls, which took a third of the first call (about 4 s for 8 spline couplings).
+    """
+    variables = optimizer._targets
+    data_tensor, num_points = tf.constant(data), len(data)
+
+    def one_step(first_step, i, losses):
+        step = first_step + i
+        index = tf.random.stateless_uniform(
+            [batch_size], seed=tf.stack([seed, step]), maxval=num_points, dtype=tf.int32
+        )
+        batch = tf.gather(data_tensor, index)
+        optimizer.learning_rate.assign(rate.at(step))
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(log_prob(batch))
+        optimizer.apply(tape.gradient(loss, variables))
+        return i + 1, losses.write(i, loss)
+
+    @tf.function(jit_compile=jit_compile, autograph=False)
+    def call(first_step, num_steps):
+        if on_start is not None:
+            on_start()
+        _, losses = tf.while_loop(
+            lambda i, _: i < num_steps,
+            lambda i, losses: one_step(first_step, i, losses),
+            [tf.constant(0, tf.int32), tf.TensorArray(tf.float32, size=num_steps)],
+        )
+        weights_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+        return losses.stack(), weights_finite
+
+    return call
+
+
+class _Guard:
+    """The rescue from non-finite losses: copy the state, and on a bad call restore it.
+
+    ``save()`` copies ``state`` (weights, batch-norm statistics, optimizer moments) into
+    backups; it runs inside the compiled call, as does the check that the weights stayed
+    finite: copying ~200 variables out to numpy and checking them there cost ~15% of the
+    time of a 100-step call. :meth:`judge` decides what happens to a finished call.
+    """
+
+    def __init__(self, flow, state, rate: _LearningRate, max_retries: int, report: Callable[[str], None]):
+        self.flow, self.state, self.rate = flow, list(state), rate
+        self.max_retries, self.report, self.retries = max_retries, report, 0
+        self.backups = [tf.Variable(v.read_value(), trainable=False, name="backup") for v in self.state]
+
+    def save(self) -> None:
+        for backup, variable in zip(self.backups, self.state):
+            backup.assign(variable)
+
+    def judge(self, losses: np.ndarray, weights_finite: bool, step: int, steps: int) -> str:
+        """``"keep"`` a healthy call; else restore the saved state and ``"retry"`` at half
+        the rate, or ``"stop"`` once ``max_retries`` rescues are spent. ``step`` is the
+        number of steps kept before the call, ``steps`` the number asked for."""
+        finite = np.isfinite(losses)
+        if np.all(finite) and weights_finite:
+            return "keep"
+        bad = int(np.argmin(finite)) if not np.all(finite) else len(losses) - 1
+        for variable, backup in zip(self.state, self.backups):
+            variable.assign(backup)
+        _flows.clear_caches(self.flow)
+        if self.retries >= self.max_retries:
+            kept = (
+                f"kept {step} of {steps} steps (the weights after step {step}, all finite)"
+                if step
+                else f"kept 0 of {steps} steps (the weights are those before fit)"
+            )
+            self.report(
+                f"stopped: the loss was still {losses[bad]} after {self.retries} rescues; {kept}. "
+                f"Try a lower learning_rate, a smaller max_log_scale, or normalization='actnorm'."
+            )
+            return "stop"
+        self.retries += 1
+        self.rate.halve()
+        self.report(
+            f"rescue {self.retries}: loss became {losses[bad]} at step {step + bad}; restored the "
+            f"weights of step {step} and halved the learning rate to {self.rate.base.numpy():.3g}"
+        )
+        return "retry"
+
+
+class _Progress:
+    """The progress bar (a widget in notebooks) and the record of events in ``history``."""
+
+    def __init__(self, history: History, steps: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.history, self.enabled = history, enabled
+        self.bar = tqdm(total=steps, desc="training", unit="step", disable=not enabled, leave=True)
+
+    def report(self, message: str) -> None:
+        self.history.events.append(message)
+        (self.bar.write if self.enabled else print)(message)
+
+    def advance(self, count: int, losses: np.ndarray) -> None:
+        self.bar.update(count)
+        self.bar.set_postfix(nll=f"{losses.mean():.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _validator(flow, log_prob, validation_data: np.ndarray) -> Callable[[], float]:
+    """The held-out NLL, compiled and in evaluation mode: the same number as
+    :func:`flowlib.metrics.nll`, without running TFP eagerly over every held-out point."""
+    evaluation_log_prob = tf.function(log_prob, reduce_retracing=True, autograph=False)
+
+    def validation_nll() -> float:
+        _flows.set_training(flow, False)
+        parts = [
+            evaluation_log_prob(tf.constant(validation_data[i : i + 16384])).numpy()
+            for i in range(0, len(validation_data), 16384)
+        ]
+        _flows.set_training(flow, True)
+        return float(-np.mean(np.concatenate(parts).astype(np.float64)))
+
+    return validation_nll
+
+
+def _loop(
+    call,
+    guard: _Guard,
+    rate: _LearningRate,
+    plan: _Plan,
+    progress: _Progress,
+    start: float,
+    validation_nll: Callable[[], float] | None = None,
+) -> int:
+    """Compiled calls until ``plan.steps`` steps are kept, the guard gives up or the time
+    budget is spent; records losses, times, validation and a stop in ``progress.history``.
+    Returns the number of steps kept."""
+    history, step = progress.history, 0
+    while step < plan.steps:
+        count = min(plan.steps_per_call, plan.steps - step)
+        if plan.schedule_by_time:
+            rate.time_fraction.assign(min(1.0, (time.perf_counter() - start) / plan.max_seconds))
+        losses, weights_finite = call(tf.constant(step, tf.int32), tf.constant(count, tf.int32))
+        losses = losses.numpy()
+        verdict = guard.judge(losses, bool(weights_finite.numpy()), step, plan.steps)
+        if verdict == "stop":
+            history.stopped = True
+            break
+        if verdict == "retry":
+            continue
+        history.loss.extend(float(v) for v in losses)
+        history.times.append(time.perf_counter() - start)
+        step += count
+        progress.advance(count, losses)
+        if plan.callback is not None:
+            plan.callback(step, losses)
+        if validation_nll is not None:
+            history.validation_steps.append(step)
+            history.validation_nll.append(validation_nll())
+        if (
+            plan.max_seconds is not None
+            and time.perf_counter() - start > plan.max_seconds
+            and step < plan.steps
+        ):
+            history.stopped = True
+            progress.report(f"stopped at step {step}: the time budget of {plan.max_seconds:g} s is spent")
+            break
+    return step
 
 
 def fit(
@@ -210,187 +488,35 @@ def fit(
             The batches stay seeded, but the steps taken depend on the machine's speed.
 
     Batch-norm layers are in training mode during ``fit`` and in evaluation mode after.
+
+    The parts, each usable alone: :func:`_loss_log_prob` (the loss's log-density),
+    :func:`_compile_steps` (the compiled steps), :class:`_Guard` (the rescue),
+    :class:`_LearningRate` (the schedule) and :func:`_loop` (calls, budget, progress, history).
     """
     flow = validation.flow(flow)
-    steps = _check_count(steps, "steps")
-    from flowlib import config
-
-    steps = config.shortened(steps)  # fewer steps only under FLOWLIB_FAST=1 (see flowlib.config)
-    batch_size = _check_count(batch_size, "batch_size")
-    steps_per_call = _check_count(steps_per_call, "steps_per_call")
-    max_retries = validation.non_negative_int(max_retries, "max_retries")
-    learning_rate = validation.positive_float32(learning_rate, "learning_rate")
-    schedule = validation.choice(schedule, "schedule", ("cosine", "constant"))
-    seed = validation.seed(seed)
-    max_seconds = validation.optional_positive_float(max_seconds, "max_seconds")
-    for name, flag in (
-        ("jit_compile", jit_compile),
-        ("progress", progress),
-        ("schedule_by_time", schedule_by_time),
-    ):
-        validation.boolean(flag, name)
-    callback = validation.callable_or_none(callback, "callback")
-    if schedule_by_time and max_seconds is None:
-        raise ValueError("schedule_by_time=True needs a time budget: pass max_seconds as well")
+    arguments = {k: v for k, v in locals().items() if k not in ("flow", "data", "validation_data")}
+    plan = _check_arguments(**arguments)  # every argument but the data (checked next, timed)
     start = time.perf_counter()  # History.seconds and max_seconds count everything from here
     data = _check_data(flow, data, "data")
     if validation_data is not None:
         validation_data = _check_data(flow, validation_data, "validation_data", min_points=1)
-
-    from tqdm.auto import tqdm
-
-    rng = np.random.default_rng(seed)
-    first_batch = data[rng.integers(len(data), size=min(len(data), max(batch_size, 1024)))]
-    if any(not bool(layer.initialized.numpy()) for layer in _flows.actnorm_layers(flow)):
-        _flows.initialize_actnorm(flow, first_batch)
-    _flows.set_training(flow, False)
-    reference = flow.log_prob(first_batch[:64]).numpy()  # also builds lazily created variables
-
-    # The loss: flow.log_prob computed in one pass over the layers (flows.one_pass_log_prob)
-    # when every layer supports it, after checking on the first points that it gives the
-    # same numbers; otherwise flow.log_prob itself, with a warning (slower, same result).
-    loss_log_prob = _flows.one_pass_log_prob(flow)
-    if loss_log_prob is None:
-        warnings.warn(
-            f"fit: training with flow.log_prob, slower than the one-pass loss: "
-            f"{_flows.one_pass_unsupported_reason(flow)}",
-            stacklevel=2,
-        )
-    else:
-        fused = loss_log_prob(tf.constant(first_batch[:64])).numpy()
-        _flows.clear_caches(flow)
-        if not np.allclose(fused, reference, rtol=1e-4, atol=1e-3 * (1.0 + np.abs(reference).max())):
-            warnings.warn(
-                "fit: the one-pass log-density differs from flow.log_prob on the first batch "
-                f"(largest difference {np.abs(fused - reference).max():.3g}); training with "
-                "flow.log_prob instead (slower)",
-                stacklevel=2,
-            )
-            loss_log_prob = None
-    if loss_log_prob is None:
-        loss_log_prob = flow.log_prob
-
-    variables = flow.trainable_variables
-    optimizer = _Adam(variables, learning_rate)
-    state = list(flow.variables) + optimizer.variables
-    base_lr = tf.Variable(float(learning_rate), trainable=False, dtype=tf.float32)
-    time_fraction = tf.Variable(0.0, trainable=False, dtype=tf.float32)  # schedule_by_time only
-
-    if validation_data is not None:
-        # Compiled, in evaluation mode: the same number as metrics.nll, without running
-        # TFP eagerly over every held-out point after each call.
-        evaluation_log_prob = tf.function(loss_log_prob, reduce_retracing=True, autograph=False)
-
-        def validation_nll() -> float:
-            parts = [
-                evaluation_log_prob(tf.constant(validation_data[i : i + 16384])).numpy()
-                for i in range(0, len(validation_data), 16384)
-            ]
-            return float(-np.mean(np.concatenate(parts).astype(np.float64)))
-
-    data_tensor = tf.constant(data)
-    num_points = len(data)
-    total = float(steps)
-
-    # The guard's copy of the state lives next to it and is taken inside the compiled
-    # call, as is the check that the weights stayed finite: copying ~200 variables out
-    # to numpy and checking them there cost ~15% of the time of a 100-step call.
-    backups = [tf.Variable(v.read_value(), trainable=False, name="backup") for v in state]
-
-    # autograph=False: the loop below is an explicit tf.while_loop, and nothing else needs
-    # converting. With autograph on, TensorFlow rewrote the source of every layer method the
-    # step calls, which took a third of the first call (about 4 s for 8 spline couplings).
-    @tf.function(jit_compile=jit_compile, autograph=False)
-    def train_call(first_step, num_steps):
-        for backup, variable in zip(backups, state):
-            backup.assign(variable)
-
-        def one_step(i, losses):
-            step = first_step + i
-            index = tf.random.stateless_uniform(
-                [batch_size], seed=tf.stack([seed, step]), maxval=num_points, dtype=tf.int32
-            )
-            batch = tf.gather(data_tensor, index)
-            if schedule == "cosine":
-                progress_fraction = tf.maximum(tf.cast(step, tf.float32) / total, time_fraction)
-                optimizer.learning_rate.assign(base_lr * 0.5 * (1.0 + tf.cos(math.pi * progress_fraction)))
-            else:
-                optimizer.learning_rate.assign(base_lr)
-            with tf.GradientTape() as tape:
-                loss = -tf.reduce_mean(loss_log_prob(batch))
-            optimizer.apply(tape.gradient(loss, variables))
-            return i + 1, losses.write(i, loss)
-
-        _, losses = tf.while_loop(
-            lambda i, _: i < num_steps,
-            one_step,
-            [tf.constant(0, tf.int32), tf.TensorArray(tf.float32, size=num_steps)],
-        )
-        weights_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
-        return losses.stack(), weights_finite
-
+    log_prob = _loss_log_prob(flow, data, plan.batch_size, plan.seed)
+    optimizer = _Adam(flow.trainable_variables, plan.learning_rate)
+    rate = _LearningRate(plan.learning_rate, plan.schedule, plan.steps)
     history = History()
-    bar = tqdm(total=steps, desc="training", unit="step", disable=not progress, leave=True)
-
-    def report(message: str) -> None:
-        history.events.append(message)
-        (bar.write if progress else print)(message)
-
-    step, retries = 0, 0
+    progress = _Progress(history, plan.steps, plan.progress)
+    guard = _Guard(flow, list(flow.variables) + optimizer.variables, rate, plan.max_retries, progress.report)
+    call = _compile_steps(
+        log_prob, optimizer, rate, data, plan.batch_size, plan.seed, plan.jit_compile, guard.save
+    )
+    validation_nll = None if validation_data is None else _validator(flow, log_prob, validation_data)
     _flows.set_training(flow, True)
     try:
-        while step < steps:
-            count = min(steps_per_call, steps - step)
-            if schedule_by_time:
-                time_fraction.assign(min(1.0, (time.perf_counter() - start) / max_seconds))
-            losses, weights_finite = train_call(tf.constant(step, tf.int32), tf.constant(count, tf.int32))
-            losses = losses.numpy()
-            healthy = np.all(np.isfinite(losses)) and bool(weights_finite.numpy())
-            if not healthy:
-                bad = int(np.argmin(np.isfinite(losses))) if not np.all(np.isfinite(losses)) else count - 1
-                for variable, backup in zip(state, backups):
-                    variable.assign(backup)
-                _flows.clear_caches(flow)
-                if retries >= max_retries:
-                    history.stopped = True
-                    kept = (
-                        f"kept {step} of {steps} steps (the weights after step {step}, all finite)"
-                        if step
-                        else f"kept 0 of {steps} steps (the weights are those before fit)"
-                    )
-                    report(
-                        f"stopped: the loss was still {losses[bad]} after {retries} rescues; {kept}. "
-                        f"Try a lower learning_rate, a smaller max_log_scale, or normalization='actnorm'."
-                    )
-                    break
-                retries += 1
-                base_lr.assign(base_lr * 0.5)
-                report(
-                    f"rescue {retries}: loss became {losses[bad]} at step {step + bad}; restored the "
-                    f"weights of step {step} and halved the learning rate to {base_lr.numpy():.3g}"
-                )
-                continue
-            history.loss.extend(float(v) for v in losses)
-            history.times.append(time.perf_counter() - start)
-            step += count
-            bar.update(count)
-            bar.set_postfix(nll=f"{losses.mean():.3f}")
-            if callback is not None:
-                callback(step, losses)
-            if validation_data is not None:
-                _flows.set_training(flow, False)
-                history.validation_steps.append(step)
-                history.validation_nll.append(validation_nll())
-                _flows.set_training(flow, True)
-            if max_seconds is not None and time.perf_counter() - start > max_seconds and step < steps:
-                history.stopped = True
-                report(f"stopped at step {step}: the time budget of {max_seconds:g} s is spent")
-                break
+        history.steps = _loop(call, guard, rate, plan, progress, start, validation_nll)
     finally:
-        bar.close()
+        progress.close()
         _flows.set_training(flow, False)
         _forget_traced_tensors()
-    history.steps = step
-    history.learning_rate = float(base_lr.numpy())
+    history.learning_rate = float(rate.base.numpy())
     history.seconds = time.perf_counter() - start
     return history

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from flowlib import flows, metrics, train
 
@@ -238,3 +239,86 @@ def test_fused_adam_matches_the_reference_update():
         w = w - rate * m / (np.sqrt(v) + 1e-7)
     assert np.abs(w - start).max() > 0.01, "the update did nothing: test is vacuous"
     np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_owns_its_defaults_and_the_affine_recipe_states_the_same():
+    """train does not read flowlib.recipe (the engine does not depend on the app); the
+    affine recipe and a bare Recipe state the same optimiser settings as fit's defaults."""
+    import inspect
+
+    from flowlib import recipe
+
+    parameters = inspect.signature(train.fit).parameters
+    assert parameters["learning_rate"].default == train.DEFAULT_LEARNING_RATE == 7e-4
+    assert parameters["batch_size"].default == train.DEFAULT_BATCH_SIZE == 256
+    for chosen in (recipe.AFFINE, recipe.Recipe()):
+        assert (chosen.learning_rate, chosen.batch_size) == (
+            train.DEFAULT_LEARNING_RATE,
+            train.DEFAULT_BATCH_SIZE,
+        )
+    assert "recipe" not in train.__dict__
+
+
+def _parts(flow, learning_rate=0.01, schedule="constant", steps=10):
+    optimizer = train._Adam(flow.trainable_variables, learning_rate)
+    rate = train._LearningRate(learning_rate, schedule, steps)
+    return optimizer, rate
+
+
+def test_the_guard_alone_restores_the_saved_state_and_halves_the_rate():
+    """_Guard without the loop: a non-finite loss brings back the saved weights and
+    optimizer moments, halves the rate and records a rescue; out of retries it stops."""
+    flow = flows.realnvp(num_layers=2, hidden_units=(8,), normalization="none", seed=0)
+    optimizer, rate = _parts(flow, learning_rate=0.4)
+    state = list(flow.variables) + optimizer.variables
+    events = []
+    guard = train._Guard(flow, state, rate, max_retries=1, report=events.append)
+    guard.save()
+    saved = [v.numpy().copy() for v in state]
+    for variable in flow.trainable_variables:
+        variable.assign(variable + 1.0)
+    optimizer.iterations.assign(7.0)
+    assert guard.judge(np.array([1.0, 2.0]), True, step=30, steps=100) == "keep"
+    assert float(optimizer.iterations.numpy()) == 7.0 and not events  # a healthy call is left alone
+    assert guard.judge(np.array([1.0, np.nan, 3.0]), True, step=30, steps=100) == "retry"
+    for variable, before in zip(state, saved):
+        np.testing.assert_array_equal(variable.numpy(), before)
+    assert float(rate.base.numpy()) == np.float32(0.2)
+    assert events == [
+        "rescue 1: loss became nan at step 31; restored the weights of step 30 and halved the learning rate to 0.2"
+    ]
+    # finite losses but non-finite weights are rescued too; the second rescue is one too many
+    flow.trainable_variables[0].assign(flow.trainable_variables[0] * np.inf)
+    assert guard.judge(np.array([1.0, 2.0]), False, step=30, steps=100) == "stop"
+    assert all_finite(flow) and float(rate.base.numpy()) == np.float32(0.2)
+    assert events[-1].startswith("stopped: the loss was still 2.0 after 1 rescues; kept 30 of 100 steps")
+
+
+def test_the_compiled_steps_alone_are_seeded_and_report_non_finite_weights(data):
+    """_compile_steps without the guard or the loop: the same (seed, step) gives the same
+    batches, so two flows built alike take the same losses; the finiteness flag is honest."""
+    results = []
+    for _ in range(2):
+        flow = flows.realnvp(num_layers=2, hidden_units=(8,), normalization="none", seed=0)
+        optimizer, rate = _parts(flow)
+        call = train._compile_steps(flow.log_prob, optimizer, rate, data, batch_size=32, seed=3)
+        losses, finite = call(tf.constant(5, tf.int32), tf.constant(4, tf.int32))
+        assert losses.shape == (4,) and bool(finite.numpy())
+        results.append(losses.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    assert float(optimizer.iterations.numpy()) == 4.0
+    flow.trainable_variables[0].assign(flow.trainable_variables[0] * np.nan)
+    _, finite = call(tf.constant(0, tf.int32), tf.constant(1, tf.int32))
+    assert not bool(finite.numpy())
+
+
+def test_the_learning_rate_alone_follows_the_cosine_and_the_time_budget():
+    rate = train._LearningRate(0.1, "cosine", total_steps=100)
+    at = [float(rate.at(tf.constant(step)).numpy()) for step in (0, 50, 100)]
+    np.testing.assert_allclose(at, [0.1, 0.05, 0.0], atol=1e-7)
+    rate.time_fraction.assign(0.5)  # schedule_by_time: half the budget spent at step 0
+    assert float(rate.at(tf.constant(0)).numpy()) == pytest.approx(0.05)
+    rate.halve()
+    assert float(rate.at(tf.constant(100)).numpy()) == pytest.approx(0.0, abs=1e-8)
+    constant = train._LearningRate(0.1, "constant", total_steps=100)
+    assert float(constant.at(tf.constant(99)).numpy()) == pytest.approx(0.1)
