@@ -417,12 +417,15 @@ def insert_swaps(layers):
 
 def check_exercise_1(insert_swaps, flow):
     def answer(layers):
+        given = list(layers)
         try:
-            got = list(insert_swaps(list(layers)))
+            got = list(insert_swaps(given))
         except NotImplementedError:
             raise
         except Exception as error:
             raise AssertionError(f"insert_swaps raised {type(error).__name__}: {error}") from error
+        assert len(given) == len(layers) and all(a is b for a, b in zip(given, layers)), \
+            "insert_swaps should return a new list and leave the one it is given as it was"
         return got
 
     def check_stack(layers, what):
@@ -499,12 +502,6 @@ def log_abs_det_jacobian(forward, z):
     ### END SOLUTION
 
 
-couplings_only = tfb.Chain(list(reversed(flows.layers(flow)[:-1])))  # the trained NICE flow minus the scaling
-z = np.random.default_rng(3).uniform(-3, 3, size=(500, 2)).astype(np.float32)
-volume_change = log_abs_det_jacobian(couplings_only.forward, z)
-print(f"couplings only: log|det J| between {np.min(volume_change):.1e} and {np.max(volume_change):.1e}")
-
-
 def check_exercise_2(log_abs_det_jacobian, flow):
     def answer(forward, points, what):
         calls = []
@@ -534,20 +531,6 @@ def check_exercise_2(log_abs_det_jacobian, flow):
         return three_d
 
     rng = np.random.default_rng(8)
-    z = rng.uniform(-3, 3, size=(400, 2)).astype(np.float32)
-    layers = flows.layers(flow)
-    couplings = tfb.Chain(list(reversed(layers[:-1])))
-    # atol: a determinant computed in float32 from large Jacobian entries carries round-off of ~1e-4
-    np.testing.assert_allclose(answer(lambda x: couplings.forward(x), z, "NICE without scaling"), 0.0, atol=1e-3,
-                               err_msg="the couplings and swaps of NICE should preserve volume")
-    sum_log_scale = np.sum(np.log(tf.convert_to_tensor(layers[-1].scale.diag).numpy()))
-    np.testing.assert_allclose(answer(lambda x: flow.bijector.forward(x), z, "whole NICE flow"), sum_log_scale,
-                               atol=1e-3, err_msg="the whole flow's log-det should be the sum of the log-scales")
-    affine = bijectors.AffineCoupling(bijectors.half_mask(2), network=bijectors.MLP(1, 2, (16,), seed=4, zero_last=False))
-    got = answer(lambda x: affine.forward(x), z, "affine coupling")
-    expected = affine.forward_log_det_jacobian(z, event_ndims=1).numpy()
-    assert np.std(expected) > 0.05  # a genuinely point-dependent log-det
-    np.testing.assert_allclose(got, expected, atol=1e-4, err_msg="wrong log-det for the affine coupling")
     # x = A g(z) + b in 3-D: g_i = z_i exp(a_i tanh(z_{i-1})), A full and not symmetric, det A < 0
     matrix = rng.normal(size=(3, 3))
     if np.linalg.det(matrix) > 0:
@@ -557,20 +540,43 @@ def check_exercise_2(log_abs_det_jacobian, flow):
     expected = np.log(abs(np.linalg.det(matrix))) + np.sum(a[1:] * np.tanh(points[:, :-1]), axis=1)
     np.testing.assert_allclose(answer(map_in_three_d(matrix, a, b), points, "3-D map"), expected, atol=1e-4,
                                err_msg="wrong log|det J| for a map of three coordinates")
+    z = rng.uniform(-3, 3, size=(400, 2)).astype(np.float32)
+    affine = bijectors.AffineCoupling(bijectors.half_mask(2), network=bijectors.MLP(1, 2, (16,), seed=4, zero_last=False))
+    got = answer(lambda x: affine.forward(x), z, "affine coupling")
+    expected = affine.forward_log_det_jacobian(z, event_ndims=1).numpy()
+    assert np.std(expected) > 0.05  # a genuinely point-dependent log-det
+    np.testing.assert_allclose(got, expected, atol=1e-4, err_msg="wrong log-det for the affine coupling")
+    layers = flows.layers(flow)
+    couplings = tfb.Chain(list(reversed(layers[:-1])))   # the trained NICE flow minus its scaling
+    volume_change = answer(lambda x: couplings.forward(x), z, "NICE without scaling")
+    # atol: a determinant computed in float32 from large Jacobian entries carries round-off of ~1e-4
+    np.testing.assert_allclose(volume_change, 0.0, atol=1e-3,
+                               err_msg="the couplings and swaps of NICE should preserve volume")
+    sum_log_scale = np.sum(np.log(tf.convert_to_tensor(layers[-1].scale.diag).numpy()))
+    np.testing.assert_allclose(answer(lambda x: flow.bijector.forward(x), z, "whole NICE flow"), sum_log_scale,
+                               atol=1e-3, err_msg="the whole flow's log-det should be the sum of the log-scales")
     print("Exercise 2: correct")
+    return volume_change
 
 
-check_exercise_2(log_abs_det_jacobian, flow)
+volume_change = check_exercise_2(log_abs_det_jacobian, flow)
+print(f"NICE without its scaling: log|det J| between {np.min(volume_change):.1e} and {np.max(volume_change):.1e}")
 
 # %% [markdown]
 # ### Exercise 3: NICE on your own word
 #
 # Pick a word, and choose a NICE flow for it: the number of layers and the hidden units
 # (call the untrained flow `word_flow`) and Adam's learning rate (`word_learning_rate`).
-# The cell then trains it for `budget` steps with `train.fit` and requires its held-out
-# gap to be below the permutation-free floor of your word, computed as above, and below
-# the gap of the fitted Gaussian. It then plots the density. Which letters does NICE find
-# hardest, and why?
+# The cell first checks what can be checked before training: `word_flow` is made of
+# additive couplings, permutations and a diagonal scaling only, on the standard normal
+# base, is untrained (a new flow is the identity map, as `flows.nice` builds it), and its
+# couplings between them transform *both* coordinates (otherwise it is a stack without
+# permutations, and no training can take it below the floor); the learning rate is
+# positive, and `budget` is left as the cell sets it. It then trains the flow
+# for `budget` steps with `train.fit` and requires its held-out gap to be below the
+# permutation-free floor of your word, computed as above, and below the gap of the
+# fitted Gaussian. It then plots the density. Which letters does NICE find hardest,
+# and why?
 
 # %%
 word = data.PictureDistribution.from_text("NICE")  # put your own word here
@@ -586,11 +592,27 @@ word_learning_rate = 3e-3
 
 def check_exercise_3(word_flow, word_learning_rate, word, word_train, word_test, budget):
     kinds = (bijectors.AdditiveCoupling, tfb.Permute, tfb.ScaleMatvecDiag)
-    assert all(isinstance(layer, kinds) for layer in flows.layers(word_flow)), \
+    layers = flows.layers(word_flow)
+    assert all(isinstance(layer, kinds) for layer in layers), \
         "a NICE flow has only additive couplings, permutations and a diagonal scaling"
+    probe = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    standard_normal = -0.5 * np.sum(probe**2, axis=1) - np.log(2 * np.pi)
+    assert np.allclose(word_flow.distribution.log_prob(probe).numpy(), standard_normal, atol=1e-4), \
+        "the base distribution of a NICE flow is the standard normal in 2-D"
+    # which of the latent coordinates each coupling transforms, following the permutations
+    order, transformed = np.arange(2), set()
+    for layer in layers:
+        if isinstance(layer, tfb.Permute):
+            order = order[np.asarray(tf.convert_to_tensor(layer.permutation))]
+        elif isinstance(layer, bijectors.AdditiveCoupling):
+            transformed |= set(order[~np.asarray(layer.mask, dtype=bool)].tolist())
+    assert transformed == {0, 1}, \
+        "the couplings transform only one coordinate: a stack without permutations cannot beat the floor"
     untrained = np.allclose(metrics.log_prob(word_flow, word_test[:500]),
                             word_flow.distribution.log_prob(word_test[:500]).numpy(), atol=1e-5)
     assert untrained, "word_flow should be untrained: this cell trains it, within the budget"
+    assert np.isfinite(word_learning_rate) and word_learning_rate > 0, "the learning rate should be a positive number"
+    assert budget == 4000, f"the budget is 4000 training steps, not {budget}"
     history = train.fit(word_flow, word_train, steps=budget, learning_rate=word_learning_rate, seed=0)
     result = metrics.evaluate(word_flow, word, word_test)
     word_gaussian = tfd.MultivariateNormalTriL(
