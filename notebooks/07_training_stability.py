@@ -765,10 +765,12 @@ def check_exercise_1(first_overflow_layer):
                                  f"x={x[wrong[0]]:.3g}, log-scales {np.round(log_scales[wrong[0]], 2)}")
     # Near the limit: the threshold is the largest float32, not a round number.
     # And the exact value counts, not a float32 computation of one layer's factor.
-    x = np.array([1.0, -1.0, 2.0, 1.0, 1e-35, -1.0])
-    log_scales = np.array([[44.0, 44.5], [44.0, 44.6], [44.0, 44.1], [89.0, -5.0], [100.0, -10.0], [44.0, 44.7224]])
+    x = np.array([1.0, -1.0, 2.0, 1.0, 1e-35, -1.0, 1.0, -1.0])
+    log_scales = np.array([[44.0, 44.5], [44.0, 44.6], [44.0, 44.1], [89.0, -5.0], [100.0, -10.0], [44.0, 44.7224],
+                           [44.0, 44.72281], [44.0, 44.72287]])
     got = np.asarray(first_overflow_layer(x, log_scales))
-    assert np.array_equal(got, [-1, -1, 1, 0, -1, -1]), f"values near the limit: got {got}"
+    assert np.issubdtype(got.dtype, np.integer), f"layer indices must be integers, got dtype {got.dtype}"
+    assert np.array_equal(got, [-1, -1, 1, 0, -1, -1, -1, 1]), f"values near the limit: got {got}"
 
 
 check_exercise_1(first_overflow_layer)
@@ -829,7 +831,9 @@ print("Exercise 2: correct")
 # `self._inverse_log_det_jacobian(y)` uses the batch statistics in training mode. The
 # check: in small flows (two and three dimensions, one and two batch norms, learned
 # $\gamma$ and $\beta$ away from 1 and 0), training-mode `log_prob` must equal the change
-# of variables with batch statistics, and give the same answer twice. Change nothing else:
+# of variables with batch statistics, in value and in its gradient with respect to the
+# couplings' weights (training follows the gradient), and give the same answer twice; one
+# call must update the moving averages once, as TFP's does. Change nothing else:
 # the map and the update of the moving averages stay TFP's, and in evaluation mode, where
 # the inverse normalises with the moving averages, the log-determinant must stay theirs.
 
@@ -856,7 +860,7 @@ def honest_log_prob(layers, points):
             log_det += layer.inverse_log_det_jacobian(h, event_ndims=1)
             h = layer.inverse(h)
     dim = points.shape[-1]
-    return (tfd.MultivariateNormalDiag(tf.zeros(dim), tf.ones(dim)).log_prob(h) + log_det).numpy()
+    return tfd.MultivariateNormalDiag(tf.zeros(dim), tf.ones(dim)).log_prob(h) + log_det
 
 
 def check_exercise_3(HonestBatchNormalization):
@@ -878,14 +882,35 @@ def check_exercise_3(HonestBatchNormalization):
                 layer.batchnorm.gamma.assign(rng.uniform(0.5, 2.0, size=dim))
                 layer.batchnorm.beta.assign(rng.normal(size=dim))
                 layer.batchnorm.moving_variance.assign(rng.uniform(0.2, 5.0, size=dim))
-        expected = honest_log_prob(layers, points)
-        first = flow.log_prob(tf.constant(points)).numpy()  # new tensors: no help from TFP's cache
+        weights = [v for layer in layers if isinstance(layer, bijectors.AffineCoupling) for v in layer.trainable_variables]
+        with tf.GradientTape(persistent=True) as tape:
+            expected = honest_log_prob(layers, points)
+            first = flow.log_prob(tf.constant(points))  # new tensors: no help from TFP's cache
+            losses = -tf.reduce_mean(expected), -tf.reduce_mean(first)
         second = flow.log_prob(tf.constant(points)).numpy()
         np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-3,
                                    err_msg=f"case dim={dim}, {num_norms} batch norm(s): training-mode log_prob "
                                            "is not the change of variables with batch statistics")
+        for want, got in zip(tape.gradient(losses[0], weights), tape.gradient(losses[1], weights)):
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4,
+                                       err_msg=f"case dim={dim}, {num_norms} batch norm(s): the gradient of the "
+                                               "loss is not the gradient of the change of variables")
+        first = first.numpy()
         np.testing.assert_allclose(second, first, rtol=1e-5, atol=1e-4,
                                    err_msg="the same batch gives a different log_prob on a second call")
+    # The moving averages: TFP's update, once per call. The batch norm nearest the data sees the points.
+    keras_layer = layers[-1].batchnorm
+    before = np.array(keras_layer.moving_variance.numpy())
+    flow.log_prob(tf.constant(points))
+    np.testing.assert_allclose(keras_layer.moving_variance.numpy(), 0.99 * before + 0.01 * points.var(axis=0),
+                               rtol=1e-4, err_msg="one log_prob call must update the moving averages once, as TFP does")
+    # Evaluation mode: the moving averages' log-determinant, as in TFP.
+    base = tfd.MultivariateNormalDiag(tf.zeros(dim), tf.ones(dim))
+    ours = tfd.TransformedDistribution(base, HonestBatchNormalization(keras_layer, training=False))
+    theirs = tfd.TransformedDistribution(base, tfb.BatchNormalization(keras_layer, training=False))
+    np.testing.assert_allclose(ours.log_prob(tf.constant(points)).numpy(),
+                               theirs.log_prob(tf.constant(points)).numpy(), rtol=1e-5, atol=1e-4,
+                               err_msg="in evaluation mode the log-determinant must stay the moving averages' one")
 
 
 check_exercise_3(HonestBatchNormalization)

@@ -47,7 +47,7 @@ def _batch_statistics_log_prob(layers, points):
             log_det += layer.inverse_log_det_jacobian(h, event_ndims=1)
             h = layer.inverse(h)
     dim = points.shape[-1]
-    return (-0.5 * tf.reduce_sum(h**2, axis=-1) - 0.5 * dim * np.log(2 * np.pi) + log_det).numpy()
+    return -0.5 * tf.reduce_sum(h**2, axis=-1) - 0.5 * dim * np.log(2 * np.pi) + log_det
 
 
 def _prepared(HonestBatchNormalization, dim, num_norms, n, seed):
@@ -74,9 +74,22 @@ def likelihood_of_the_batch_in_larger_flows(HonestBatchNormalization):
 
     for dim, num_norms, n, seed in [(2, 3, 64, 1), (4, 2, 200, 2), (3, 1, 33, 3)]:
         flow, layers, points = _prepared(HonestBatchNormalization, dim, num_norms, n, seed)
-        expected = _batch_statistics_log_prob(layers, points)
+        weights = [v for layer in layers if hasattr(layer, "network") for v in layer.trainable_variables]
+        with tf.GradientTape(persistent=True) as tape:
+            expected = _batch_statistics_log_prob(layers, points)
+            first = flow.log_prob(tf.constant(points))
+            losses = (
+                -tf.reduce_mean(expected * np.linspace(0.5, 1.5, n)),
+                -tf.reduce_mean(first * np.linspace(0.5, 1.5, n)),
+            )
+        for want, got in zip(tape.gradient(losses[0], weights), tape.gradient(losses[1], weights)):
+            assert got is not None, "the loss does not depend on a coupling's weights"
+            np.testing.assert_allclose(
+                got, want, rtol=1e-3, atol=1e-4, err_msg=f"dim={dim}, {num_norms} batch norms: gradient"
+            )
+        expected = expected.numpy()
         for call in range(2):
-            got = flow.log_prob(tf.constant(points)).numpy()
+            got = first.numpy() if call == 0 else flow.log_prob(tf.constant(points)).numpy()
             np.testing.assert_allclose(
                 got,
                 expected,
@@ -84,6 +97,25 @@ def likelihood_of_the_batch_in_larger_flows(HonestBatchNormalization):
                 atol=2e-3,
                 err_msg=f"dim={dim}, {num_norms} batch norms, call {call + 1}",
             )
+        # one more call: the batch norm nearest the data sees the points, and TFP updates its
+        # moving averages once per call
+        keras_layer = layers[-1].batchnorm
+        before_mean = np.array(keras_layer.moving_mean.numpy())
+        before_variance = np.array(keras_layer.moving_variance.numpy())
+        flow.log_prob(tf.constant(points))
+        np.testing.assert_allclose(
+            keras_layer.moving_variance.numpy(),
+            0.99 * before_variance + 0.01 * points.astype(np.float64).var(axis=0),
+            rtol=1e-4,
+            err_msg="one log_prob call must update the moving variance once, as TFP does",
+        )
+        np.testing.assert_allclose(
+            keras_layer.moving_mean.numpy(),
+            0.99 * before_mean + 0.01 * points.astype(np.float64).mean(axis=0),
+            rtol=1e-4,
+            atol=1e-5,
+            err_msg="one log_prob call must update the moving mean once, as TFP does",
+        )
 
 
 @test_case(points=1, hidden=True)
