@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from flowlib import validation
 from flowlib.bijectors import (
+    MLP,
     FlowBijector,
     affine_forward,
     affine_inverse,
@@ -67,12 +68,13 @@ def made_masks(dim: int, hidden_units: Sequence[int], params: int) -> list[np.nd
     return masks
 
 
-class MADE(tf.Module):
+class MADE(MLP):
     """Masked autoencoder for distribution estimation: ``[..., dim] -> [..., dim, params]``.
 
     Output ``[..., i, :]`` depends on inputs ``[..., :i]`` only (output 0 is a constant).
-    ReLU hidden layers; Glorot-uniform weights drawn from ``seed``; with
-    ``zero_last=True`` the output layer starts at zero.
+    An :class:`~flowlib.bijectors.MLP` (ReLU hidden layers, Glorot-uniform weights drawn
+    from ``seed``, with ``zero_last=True`` an output layer starting at zero) whose
+    kernels are multiplied by the fixed 0/1 masks of :func:`made_masks`.
     """
 
     def __init__(
@@ -88,32 +90,17 @@ class MADE(tf.Module):
         self.dim = check_autoregressive_dim(dim)
         self.params = validation.positive_int(params, "params")
         hidden_units = validation.positive_ints(hidden_units, "hidden_units")
-        seed, zero_last = validation.seed(seed), validation.boolean(zero_last, "zero_last")
-        super().__init__(name=name)
+        super().__init__(
+            self.dim, self.dim * self.params, hidden_units, seed=seed, zero_last=zero_last, name=name
+        )
         self.masks = [tf.constant(m) for m in made_masks(self.dim, hidden_units, self.params)]
-        sizes = [self.dim, *hidden_units, self.dim * self.params]
-        self.kernels: list[tf.Variable] = []
-        self.biases: list[tf.Variable] = []
-        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            if index == len(sizes) - 2 and zero_last:
-                kernel = tf.zeros([fan_in, fan_out])
-            else:
-                limit = np.sqrt(6.0 / (fan_in + fan_out))
-                kernel = tf.random.stateless_uniform(
-                    [fan_in, fan_out], seed=[seed, index], minval=-limit, maxval=limit
-                )
-            self.kernels.append(tf.Variable(kernel, name=f"kernel_{index}"))
-            self.biases.append(tf.Variable(tf.zeros([fan_out]), name=f"bias_{index}"))
+
+    def _layer_kernels(self) -> list[tf.Tensor]:
+        return [kernel * mask for kernel, mask in zip(self.kernels, self.masks)]
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        batch_shape = tf.shape(x)[:-1]
-        h = tf.reshape(x, [-1, self.dim])
-        last = len(self.kernels) - 1
-        for index, (kernel, bias, mask) in enumerate(zip(self.kernels, self.biases, self.masks)):
-            h = tf.matmul(h, kernel * mask) + bias
-            if index < last:
-                h = tf.nn.relu(h)
-        return tf.reshape(h, tf.concat([batch_shape, [self.dim, self.params]], axis=0))
+        out = super().__call__(x)
+        return tf.reshape(out, tf.concat([tf.shape(x)[:-1], [self.dim, self.params]], axis=0))
 
 
 class MAF(FlowBijector):
@@ -153,8 +140,7 @@ class MAF(FlowBijector):
 
     def shift_and_log_scale(self, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``(t, s)`` from the conditioning side ``h`` (``[..., dim]``), each ``[..., dim]``."""
-        if h.shape[-1] is not None and h.shape[-1] != self.dim:
-            raise ValueError(f"{self.name} expects points with {self.dim} coordinates, got shape {h.shape}")
+        validation.coordinates(h.shape, self.dim, self.name)
         out = self.network(h)
         shift, raw = out[..., 0], out[..., 1]
         return shift, bounded(raw, self.max_log_scale)
@@ -170,8 +156,7 @@ class MAF(FlowBijector):
         ``i`` only needs the outputs before it; after ``dim`` passes all are, and so are
         the parameters of the last pass (they read outputs ``< dim - 1`` only).
         """
-        if h.shape[-1] is not None and h.shape[-1] != self.dim:
-            raise ValueError(f"{self.name} expects points with {self.dim} coordinates, got shape {h.shape}")
+        validation.coordinates(h.shape, self.dim, self.name)
         out, log_det = tf.zeros_like(h), None
         for _ in range(self.dim):
             out, log_det = step(h, *self.shift_and_log_scale(out))

@@ -43,6 +43,24 @@ Network = Callable[[tf.Tensor], tf.Tensor]
 
 
 # --------------------------------------------------------------------------- network
+def glorot_uniform(shape: Sequence[int], seed: int, index: int) -> tf.Tensor:
+    """Glorot-uniform weights of ``shape``, drawn from the stateless pair ``[seed, index]``.
+
+    Uniform on ``±sqrt(6 / (fan_in + fan_out))`` (Glorot and Bengio, 2010), with
+    ``shape = [..., inputs, outputs]``: a dense kernel ``[inputs, outputs]``, or a
+    convolution kernel ``[kh, kw, inputs, outputs]`` whose fans count the ``kh * kw``
+    positions too. No global random state: the same seed and index give the same weights.
+    """
+    receptive = int(np.prod(shape[:-2]))
+    limit = np.sqrt(6.0 / (receptive * (shape[-2] + shape[-1])))
+    return tf.random.stateless_uniform(list(shape), seed=[seed, index], minval=-limit, maxval=limit)
+
+
+def initial_kernel(shape: Sequence[int], seed: int, index: int, *, zero: bool) -> tf.Tensor:
+    """The starting weights of layer ``index`` of a network: zeros, or :func:`glorot_uniform`."""
+    return tf.zeros(list(shape)) if zero else glorot_uniform(shape, seed, index)
+
+
 class MLP(tf.Module):
     """A small fully connected ReLU network, ``[..., input_dim] -> [..., output_dim]``.
 
@@ -68,27 +86,26 @@ class MLP(tf.Module):
             *validation.positive_ints(hidden_units, "hidden_units", allow_empty=True),
             validation.positive_int(output_dim, "output_dim"),
         ]
-        seed = validation.seed(seed)
+        seed, zero_last = validation.seed(seed), validation.boolean(zero_last, "zero_last")
         self.kernels: list[tf.Variable] = []
         self.biases: list[tf.Variable] = []
         for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = index == len(sizes) - 2
-            if last and zero_last:
-                kernel = tf.zeros([fan_in, fan_out])
-            else:
-                limit = np.sqrt(6.0 / (fan_in + fan_out))
-                kernel = tf.random.stateless_uniform(
-                    [fan_in, fan_out], seed=[seed, index], minval=-limit, maxval=limit
-                )
+            kernel = initial_kernel([fan_in, fan_out], seed, index, zero=last and zero_last)
             self.kernels.append(tf.Variable(kernel, name=f"kernel_{index}"))
             self.biases.append(tf.Variable(tf.zeros([fan_out]), name=f"bias_{index}"))
+
+    def _layer_kernels(self) -> list[tf.Tensor]:
+        """The kernels the forward pass multiplies by (MADE masks them)."""
+        return self.kernels
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         batch_shape = tf.shape(x)[:-1]
         h = tf.reshape(x, [-1, x.shape[-1]])
-        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+        kernels = self._layer_kernels()
+        for index, (kernel, bias) in enumerate(zip(kernels, self.biases)):
             h = tf.matmul(h, kernel) + bias
-            if index < len(self.kernels) - 1:
+            if index < len(kernels) - 1:
                 h = tf.nn.relu(h)
         return tf.reshape(h, tf.concat([batch_shape, [h.shape[-1]]], axis=0))
 
@@ -251,8 +268,7 @@ class Coupling(FlowBijector):
         return tf.gather(tf.concat([x1, x2], axis=-1), self._merge, axis=-1)
 
     def _check_input(self, x: tf.Tensor) -> None:
-        if x.shape.rank is not None and x.shape[-1] is not None and x.shape[-1] != self.dim:
-            raise ValueError(f"{self.name} expects points with {self.dim} coordinates, got shape {x.shape}")
+        validation.coordinates(x.shape, self.dim, self.name)
 
     def _network_output(self, x1: tf.Tensor) -> tf.Tensor:
         """The network's raw output for the kept part, ``[..., outputs_per_changed * num_changed]``."""
@@ -279,9 +295,6 @@ class Coupling(FlowBijector):
         y1, y2 = self._split(y)
         x2, log_det = self._transform(y2, self._network_output(y1), inverse=True)
         return self._combine(y1, x2), log_det
-
-
-_Coupling = Coupling  # the name before the layer protocol
 
 
 class AdditiveCoupling(Coupling):
@@ -414,10 +427,12 @@ class ActNorm(FlowBijector):
         self._cache.clear()
 
     def forward_and_log_det(self, x):
+        validation.coordinates(x.shape, self.dim, self.name)
         y, log_det = affine_forward(x, self.shift, self.log_scale)
         return y, tf.fill(tf.shape(x)[:-1], log_det)
 
     def inverse_and_log_det(self, y):
+        validation.coordinates(y.shape, self.dim, self.name)
         x, log_det = affine_inverse(y, self.shift, self.log_scale)
         return x, tf.fill(tf.shape(y)[:-1], log_det)
 
@@ -491,6 +506,7 @@ class BatchNormalization(FlowBijector):
         )
 
     def _normalise(self, y: tf.Tensor, *, update: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        validation.coordinates(y.shape, self.dim, self.name)
         mean, variance = self._statistics(y, update=update)
         log_scale = self.log_gamma - 0.5 * tf.math.log(variance + self.epsilon)
         z = (y - mean) * tf.exp(log_scale) + self.beta
@@ -502,6 +518,7 @@ class BatchNormalization(FlowBijector):
 
     def forward_and_log_det(self, x):
         """De-normalise with the moving averages (both modes), and ``log|det dy/dx|``."""
+        validation.coordinates(x.shape, self.dim, self.name)
         log_scale = 0.5 * tf.math.log(self.moving_variance + self.epsilon) - self.log_gamma
         y = (x - self.beta) * tf.exp(log_scale) + self.moving_mean
         return y, tf.fill(tf.shape(x)[:-1], tf.reduce_sum(log_scale))

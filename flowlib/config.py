@@ -9,7 +9,8 @@ therefore written to hold after a short training too (a trained flow beats its u
 self or a Gaussian baseline); the numbers of a full run are printed in the committed
 outputs, and the benchmarks in ``bench/`` measure them.
 
-:func:`pick` remains for scripts outside the notebooks (the demo, benchmarks).
+:func:`pick` chooses any other value by mode (``pick(full=3000, fast=150)``); flowlib
+itself does not call it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ applies ``inverse`` and the change-of-variables formula
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Literal
 
 import numpy as np
@@ -36,8 +36,8 @@ Permutation = Literal["reverse", "random", "lu"]
 # at batch 512. The sweep also chose normalization="none" (0.35, against 0.38 for
 # actnorm and 0.53 for batchnorm, whose moving averages lag in short runs); realnvp()
 # keeps "batchnorm" as its default because the post's stack has batch-norm layers (flowlib's
-# consistent batch norm, not tfb.BatchNormalization: see notebook 07), so the demo passes
-# normalization="none" explicitly.
+# consistent batch norm, not tfb.BatchNormalization: see notebook 07), so the recipes
+# (flowlib.recipe, which the demo trains) pass normalization="none" explicitly.
 DEFAULT_NUM_LAYERS = 12
 DEFAULT_HIDDEN_UNITS = (64, 64)
 DEFAULT_MAX_LOG_SCALE = 2.0
@@ -111,14 +111,73 @@ def _permutation(dim: int, kind: str, seed: int, index: int) -> tfb.Bijector:
     return tfb.Permute(permutation=order.astype(np.int32), name=f"permute_{index}")
 
 
-def _standard_normal(dim: int) -> tfd.Distribution:
+def standard_normal(dim: int) -> tfd.Distribution:
+    """The base of every flow here: the standard normal over ``R^dim`` (named ``"base"``)."""
     return tfd.MultivariateNormalDiag(loc=tf.zeros([dim]), scale_diag=tf.ones([dim]), name="base")
 
 
 def _assemble(forward_layers: list[tfb.Bijector], dim: int, name: str) -> tfd.TransformedDistribution:
     # tfb.Chain applies its *last* bijector first, so reverse our forward-order list.
     chain = tfb.Chain(list(reversed(forward_layers)), name=f"{name}_chain")
-    return tfd.TransformedDistribution(distribution=_standard_normal(dim), bijector=chain, name=name)
+    return tfd.TransformedDistribution(distribution=standard_normal(dim), bijector=chain, name=name)
+
+
+def _interleave(
+    make_layer: Callable[[int], tfb.Bijector],
+    dim: int,
+    num_layers: int,
+    *,
+    permutation: str,
+    seed: int,
+    normalization: str = "none",
+    normalize_after: Collection[int] = (),
+    training: tf.Variable | None = None,
+) -> list[tfb.Bijector]:
+    """Forward order ``layer_0, [norm_0], mix_0, layer_1, [norm_1], mix_1, …, layer_{L-1}``.
+
+    A normalisation layer follows layer ``i`` when ``i`` is in ``normalize_after`` (and
+    ``normalization`` is not ``"none"``); batch-norm layers share the flag ``training``.
+    The arguments were checked by the caller (before any work).
+    """
+    layers: list[tfb.Bijector] = []
+    for i in range(num_layers):
+        layers.append(make_layer(i))
+        if normalization != "none" and i in normalize_after:
+            if normalization == "batchnorm":
+                layers.append(BatchNormalization(dim, training, name=f"batch_norm_{i}"))
+            else:
+                layers.append(ActNorm(dim, name=f"act_norm_{i}"))
+        if i < num_layers - 1:
+            layers.append(_permutation(dim, permutation, seed, i))
+    return layers
+
+
+def _stack(
+    make_layer: Callable[[int], tfb.Bijector],
+    dim: int,
+    num_layers: int,
+    *,
+    normalization: str,
+    normalize_after: Collection[int],
+    permutation: str,
+    seed: int,
+    name: str,
+) -> tfd.TransformedDistribution:
+    """:func:`_interleave`'s layers as a flow, with its shared train/eval switch."""
+    training = tf.Variable(False, trainable=False, name="training")
+    layers = _interleave(
+        make_layer,
+        dim,
+        num_layers,
+        permutation=permutation,
+        seed=seed,
+        normalization=normalization,
+        normalize_after=normalize_after,
+        training=training,
+    )
+    flow = _assemble(layers, dim, name)
+    flow._flowlib_training = training  # the shared train/eval switch of its batch-norm layers
+    return flow
 
 
 def nice(
@@ -142,18 +201,15 @@ def nice(
     permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
     scaling = validation.boolean(scaling, "scaling")
     seed = validation.seed(seed)
-    layers: list[tfb.Bijector] = []
-    for i in range(num_layers):
-        layers.append(
-            AdditiveCoupling(
-                half_mask(dim),
-                hidden_units=hidden_units,
-                seed=layer_seed(seed, i),
-                name=f"additive_coupling_{i}",
-            )
-        )
-        if i < num_layers - 1:
-            layers.append(_permutation(dim, permutation, seed, i))
+    layers = _interleave(
+        lambda i: AdditiveCoupling(
+            half_mask(dim), hidden_units=hidden_units, seed=layer_seed(seed, i), name=f"additive_coupling_{i}"
+        ),
+        dim,
+        num_layers,
+        permutation=permutation,
+        seed=seed,
+    )
     if scaling:
         log_scale = tf.Variable(tf.zeros([dim]), name="log_scale")
         layers.append(
@@ -215,61 +271,22 @@ def realnvp(
     if normalize_after is None:
         normalize_after = range(normalize_every - 1, num_layers, normalize_every)
     normalize_after = set(validation.indices(normalize_after, "normalize_after", num_layers))
-    training = tf.Variable(False, trainable=False, name="training")
-    layers: list[tfb.Bijector] = []
-    for i in range(num_layers):
-        layers.append(
-            AffineCoupling(
-                half_mask(dim),
-                hidden_units=hidden_units,
-                max_log_scale=max_log_scale,
-                seed=layer_seed(seed, i),
-                name=f"affine_coupling_{i}",
-            )
-        )
-        if normalization != "none" and i in normalize_after:
-            if normalization == "batchnorm":
-                layers.append(BatchNormalization(dim, training, name=f"batch_norm_{i}"))
-            else:
-                layers.append(ActNorm(dim, name=f"act_norm_{i}"))
-        if i < num_layers - 1:
-            layers.append(_permutation(dim, permutation, seed, i))
-    flow = _assemble(layers, dim, "realnvp")
-    flow._flowlib_training = training  # the shared train/eval switch of its batch-norm layers
-    return flow
-
-
-def _normalization_layer(kind: str, dim: int, training: tf.Variable, index: int) -> tfb.Bijector:
-    if kind == "batchnorm":
-        return BatchNormalization(dim, training, name=f"batch_norm_{index}")
-    return ActNorm(dim, name=f"act_norm_{index}")
-
-
-def _stack(
-    make_layer: Callable[[int], tfb.Bijector],
-    dim: int,
-    num_layers: int,
-    *,
-    normalization: str,
-    permutation: str,
-    seed: int,
-    name: str,
-) -> tfd.TransformedDistribution:
-    """Forward order ``layer_0, mix_0, layer_1, [norm], mix_1, …``: a normalisation every second layer.
-
-    The arguments were checked by the caller (before any work).
-    """
-    training = tf.Variable(False, trainable=False, name="training")
-    layers: list[tfb.Bijector] = []
-    for i in range(num_layers):
-        layers.append(make_layer(i))
-        if normalization != "none" and i % 2 == 1:
-            layers.append(_normalization_layer(normalization, dim, training, i))
-        if i < num_layers - 1:
-            layers.append(_permutation(dim, permutation, seed, i))
-    flow = _assemble(layers, dim, name)
-    flow._flowlib_training = training
-    return flow
+    return _stack(
+        lambda i: AffineCoupling(
+            half_mask(dim),
+            hidden_units=hidden_units,
+            max_log_scale=max_log_scale,
+            seed=layer_seed(seed, i),
+            name=f"affine_coupling_{i}",
+        ),
+        dim,
+        num_layers,
+        normalization=normalization,
+        normalize_after=normalize_after,
+        permutation=permutation,
+        seed=seed,
+        name="realnvp",
+    )
 
 
 def spline_flow(
@@ -324,6 +341,7 @@ def spline_flow(
         dim,
         num_layers,
         normalization=normalization,
+        normalize_after=range(1, num_layers, 2),
         permutation=permutation,
         seed=seed,
         name="spline_flow",
@@ -367,6 +385,7 @@ def maf(
         dim,
         num_layers,
         normalization=normalization,
+        normalize_after=range(1, num_layers, 2),
         permutation=permutation,
         seed=seed,
         name=prefix,

@@ -37,8 +37,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flowlib import validation
-from flowlib.bijectors import MLP, AffineCoupling
-from flowlib.flows import layer_seed
+from flowlib.bijectors import MLP, AffineCoupling, initial_kernel
+from flowlib.flows import layer_seed, standard_normal
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -237,10 +237,7 @@ class _ImagePermutation(tfb.Permute):
         )
 
     def _check(self, x):
-        if x.shape.rank is not None and x.shape[-1] is not None and x.shape[-1] != self.num_coordinates:
-            raise ValueError(
-                f"{self.name} expects vectors of {self.num_coordinates} coordinates, got shape {x.shape}"
-            )
+        validation.coordinates(x.shape, self.num_coordinates, self.name)
 
     def _forward(self, x):
         self._check(x)
@@ -418,11 +415,7 @@ class ConvNet(_ImageNetwork):
         self.kernels, self.biases = [], []
         for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             shape = [kernel_size, kernel_size, fan_in, fan_out]
-            if index == len(sizes) - 2:
-                kernel = tf.zeros(shape)
-            else:
-                limit = np.sqrt(6.0 / (kernel_size * kernel_size * (fan_in + fan_out)))
-                kernel = tf.random.stateless_uniform(shape, seed=[seed, index], minval=-limit, maxval=limit)
+            kernel = initial_kernel(shape, seed, index, zero=index == len(sizes) - 2)
             self.kernels.append(tf.Variable(kernel, name=f"kernel_{index}"))
             self.biases.append(tf.Variable(tf.zeros([fan_out]), name=f"bias_{index}"))
 
@@ -617,8 +610,7 @@ def multiscale_flow(
     # tfb.Chain applies its last bijector first on forward (latent -> data), i.e. it applies
     # the list's first bijector last: the data-to-latent list is already in Chain order.
     chain = tfb.Chain(layers_data_to_latent, name="multiscale")
-    base = tfd.MultivariateNormalDiag(loc=tf.zeros(total), scale_diag=tf.ones(total))
-    flow = tfd.TransformedDistribution(base, chain, name="multiscale_flow")
+    flow = tfd.TransformedDistribution(standard_normal(total), chain, name="multiscale_flow")
     return MultiScale(flow, exit_scale.reshape(height, width, channels), count)
 
 

@@ -295,6 +295,21 @@ def points(
     return array
 
 
+def coordinates(shape: Any, size: int, owner: str) -> None:
+    """Check that points of ``shape`` (a ``tf.TensorShape`` or a tuple) have ``size`` coordinates.
+
+    The last axis is the coordinates; an unknown rank or last axis (inside a traced
+    function) passes, to be checked when it is known. ``owner`` names the layer in the
+    message: ``"affine_coupling expects points with 2 coordinates, got shape (4, 3)"``.
+    """
+    rank = getattr(shape, "rank", None) if hasattr(shape, "rank") else len(shape)
+    if rank is None:
+        return
+    last = shape[-1] if rank > 0 else -1
+    if last is not None and last != size:
+        raise ValueError(f"{owner} expects points with {size} coordinates, got shape {shape}")
+
+
 def flow(value: Any, name: str = "flow") -> Any:
     """A model: a TFP distribution over vectors (``event_shape`` ``[dim]``), e.g. a flow from
     :mod:`flowlib.flows` or a Gaussian baseline."""
