@@ -218,6 +218,18 @@ def nice(
     return _assemble(layers, dim, "nice")
 
 
+def _check_stack(dim, num_layers, hidden_units, permutation, normalization, seed) -> tuple:
+    """The arguments every stacked flow takes, checked (before any work) and in plain form."""
+    return (
+        _check_dim(dim),
+        _check_layers(num_layers),
+        _check_hidden(hidden_units),
+        validation.choice(permutation, "permutation", PERMUTATIONS),
+        validation.choice(normalization, "normalization", NORMALIZATIONS),
+        validation.seed(seed),
+    )
+
+
 def realnvp(
     dim: int = 2,
     *,
@@ -262,12 +274,11 @@ def realnvp(
 
     Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base.
     """
-    dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
-    normalization = validation.choice(normalization, "normalization", NORMALIZATIONS)
+    dim, num_layers, hidden_units, permutation, normalization, seed = _check_stack(
+        dim, num_layers, hidden_units, permutation, normalization, seed
+    )
     normalize_every = validation.positive_int(normalize_every, "normalize_every")
-    permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
     max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
-    seed = validation.seed(seed)
     if normalize_after is None:
         normalize_after = range(normalize_every - 1, num_layers, normalize_every)
     normalize_after = set(validation.indices(normalize_after, "normalize_after", num_layers))
@@ -322,12 +333,11 @@ def spline_flow(
     """
     from flowlib.splines import SplineCoupling
 
-    dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
+    dim, num_layers, hidden_units, permutation, normalization, seed = _check_stack(
+        dim, num_layers, hidden_units, permutation, normalization, seed
+    )
     num_bins = validation.num_bins(num_bins)
     bound = validation.spline_bound(bound)
-    permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
-    normalization = validation.choice(normalization, "normalization", NORMALIZATIONS)
-    seed = validation.seed(seed)
     mask = half_mask(dim)
     return _stack(
         lambda i: SplineCoupling(
@@ -367,12 +377,11 @@ def maf(
     """
     from flowlib.autoregressive import IAF, MAF
 
-    dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
+    dim, num_layers, hidden_units, permutation, normalization, seed = _check_stack(
+        dim, num_layers, hidden_units, permutation, normalization, seed
+    )
     max_log_scale = validation.optional_positive_float(max_log_scale, "max_log_scale")
-    permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
-    normalization = validation.choice(normalization, "normalization", NORMALIZATIONS)
     inverse = validation.boolean(inverse, "inverse")
-    seed = validation.seed(seed)
     kind, prefix = (IAF, "iaf") if inverse else (MAF, "maf")
     return _stack(
         lambda i: kind(

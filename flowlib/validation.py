@@ -205,22 +205,32 @@ def choice(value: Any, name: str, options: Collection[str]) -> str:
     return value
 
 
-def array(value: Any, name: str, *, finite: bool = True) -> np.ndarray:
-    """A numeric array of any shape (lists, numpy arrays, tensors); bool and strings refused.
+def _numeric_array(value: Any, name: str, what: str) -> np.ndarray:
+    """``value`` (a list, numpy array or tensor) as a numpy array of integers or floats.
 
-    With ``finite=True`` NaN and infinite values are refused. Returned as a numpy array of
-    its own dtype.
+    A ragged list is a ``ValueError`` ("``name`` must be ``what``"); bool or non-numeric
+    entries a ``TypeError``.
     """
     if hasattr(value, "numpy") and callable(value.numpy):
         value = value.numpy()
     try:
         result = np.asarray(value)
     except (ValueError, TypeError) as error:  # ragged lists
-        raise ValueError(f"{name} must be a numeric array: {error}") from None
+        raise ValueError(f"{name} must be {what}: {error}") from None
     if result.dtype == bool or not (
         np.issubdtype(result.dtype, np.integer) or np.issubdtype(result.dtype, np.floating)
     ):
         raise TypeError(f"{name} must be a numeric array, got dtype {result.dtype}")
+    return result
+
+
+def array(value: Any, name: str, *, finite: bool = True) -> np.ndarray:
+    """A numeric array of any shape (lists, numpy arrays, tensors); bool and strings refused.
+
+    With ``finite=True`` NaN and infinite values are refused. Returned as a numpy array of
+    its own dtype.
+    """
+    result = _numeric_array(value, name, "a numeric array")
     if finite and np.issubdtype(result.dtype, np.floating) and not np.isfinite(result).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return result
@@ -272,16 +282,7 @@ def points(
     Accepts lists, numpy arrays and TensorFlow tensors (anything with ``.numpy()``). With
     ``finite=True`` NaN and infinite values are refused (also values beyond float32's range).
     """
-    if hasattr(value, "numpy") and callable(value.numpy):
-        value = value.numpy()
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as error:  # ragged lists
-        raise ValueError(f"{name} must be an array of shape [num_points, {dim or 'dim'}]: {error}") from None
-    if array.dtype == bool or not (
-        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    array = _numeric_array(value, name, f"an array of shape [num_points, {dim or 'dim'}]")
     expected = f"[num_points, {dim if dim is not None else 'dim'}]"
     if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
         raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
