@@ -322,3 +322,28 @@ def test_the_learning_rate_alone_follows_the_cosine_and_the_time_budget():
     assert float(rate.at(tf.constant(100)).numpy()) == pytest.approx(0.0, abs=1e-8)
     constant = train._LearningRate(0.1, "constant", total_steps=100)
     assert float(constant.at(tf.constant(99)).numpy()) == pytest.approx(0.1)
+
+
+def test_the_loop_alone_retries_keeps_and_stops_as_the_guard_says():
+    """_loop with a stand-in for the compiled steps and the guard: a retried call is run
+    again from the same step and its losses are not kept; a stop ends training."""
+    calls, verdicts = [], iter(["keep", "retry", "keep", "stop"])
+
+    def call(first_step, num_steps):
+        calls.append((int(first_step), int(num_steps)))
+        return tf.fill([num_steps], float(len(calls))), tf.constant(True)
+
+    class Guard:
+        def judge(self, losses, weights_finite, step, steps):
+            return next(verdicts)
+
+    plan = train._check_arguments(
+        steps=50, batch_size=8, learning_rate=0.1, schedule="constant", seed=0, steps_per_call=20, max_retries=4,
+        max_seconds=None, jit_compile=False, progress=False, schedule_by_time=False, callback=None,
+    )  # fmt: skip
+    history = train.History()
+    rate = train._LearningRate(0.1, "constant", 50)
+    step = train._loop(call, Guard(), rate, plan, train._Progress(history, 50, False), start=0.0)
+    assert calls == [(0, 20), (20, 20), (20, 20), (40, 10)]
+    assert step == 40 and history.stopped
+    assert history.loss == [1.0] * 20 + [3.0] * 20 and len(history.times) == 2
