@@ -367,6 +367,8 @@ BAD_ARGUMENTS = {
         (lambda: AffineCoupling(half_mask(2), max_log_scale=0.0), ValueError, "max_log_scale"),
         (lambda: half_mask(1), ValueError, "dim"),
         (lambda: MLP(1, 2, (0,)), ValueError, "positive"),
+        (lambda: MLP(1, 2, seed=-1), ValueError, "seed"),
+        (lambda: MLP(1, 2, zero_last="no"), TypeError, "zero_last"),
     ],
     "actnorm": [(lambda: ActNorm(0), ValueError, "dim"), (lambda: ActNorm(2.0), TypeError, "dim")],
     "batchnorm": [

@@ -825,3 +825,14 @@ def test_metrics_accept_any_tfp_distribution_over_vectors(hi):
         np.testing.assert_allclose(result.nll, -np.mean(model.log_prob(points).numpy()), rtol=1e-6)
     with pytest.raises(ValueError, match="vectors"):
         metrics.log_prob(tfd.Normal(0.0, 1.0), points)
+
+
+def test_coordinates_is_the_one_check_of_the_last_axis():
+    # The check every layer calls (issue 21: "expects points with N coordinates" once).
+    validation.coordinates(tf.TensorShape([4, 3]), 3, "layer")
+    validation.coordinates(tf.TensorShape(None), 3, "layer")  # unknown rank: checked later
+    validation.coordinates(tf.TensorShape([None, None]), 3, "layer")  # unknown size: checked later
+    validation.coordinates((7, 2, 3), 3, "layer")
+    for shape in (tf.TensorShape([4, 2]), (5,), tf.TensorShape([])):
+        with pytest.raises(ValueError, match=r"^layer expects points with 3 coordinates, got shape"):
+            validation.coordinates(shape, 3, "layer")
