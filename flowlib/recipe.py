@@ -39,8 +39,8 @@ class Recipe:
         num_bins, bound: spline bins and the spline interval ``[-bound, bound]`` (spline only).
         max_log_scale: bound of the log-scales (affine and MAF only).
         batch_size, learning_rate, schedule, jit_compile: for :func:`flowlib.train.fit`
-            (``jit_compile=True``: the training step compiled with XLA, 2-3x the steps
-            per second on a CPU after a first call some seconds longer).
+            (``jit_compile=True``: the training step compiled with XLA; what it gains
+            and costs is stated once, in :func:`flowlib.train.fit`).
 
     Every field is checked when the recipe is made (:mod:`flowlib.validation`, the same
     checks as the builders and :func:`flowlib.train.fit`), so a bad value is refused
@@ -129,7 +129,7 @@ class Recipe:
 
 # The best affine-coupling recipe of bench/sweep.py (the headline before spline layers):
 # 12 couplings of (64, 64), no normalisation, batch 256, 7e-4 with cosine decay; with XLA,
-# which more than doubles its steps per second (bench/results/quality_xla.txt).
+# which gains it steps per second (see flowlib.train.fit's jit_compile).
 # Its batch size and learning rate are flowlib.train.fit's defaults (train.DEFAULT_BATCH_SIZE,
 # train.DEFAULT_LEARNING_RATE), stated again here so that this module, read by the command
 # line before TensorFlow is imported, need not import train; tests/test_train.py checks that
