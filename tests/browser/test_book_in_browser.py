@@ -56,6 +56,20 @@ def pages_on_disk() -> list[str]:
     return sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html") if "_static" not in p.parts)
 
 
+def local_only(remote: set[str]):
+    """A Playwright route handler: requests to loopback go through, any other host is
+    refused and recorded in ``remote``."""
+
+    def route(request_route):
+        host = urlparse(request_route.request.url).hostname
+        if host in ("127.0.0.1", None):
+            return request_route.continue_()
+        remote.add(host)
+        return request_route.abort()
+
+    return route
+
+
 IMAGES_DRAWN = """async () => {
     const images = Array.from(document.images);
     for (const img of images) { img.loading = "eager"; img.scrollIntoView(); }
@@ -76,17 +90,10 @@ def test_every_page_loads_with_its_images_and_links(site, launch_chromium):
     ids: dict[str, set[str]] = {}
     colab_links: dict[str, set[str]] = {}
 
-    def route(request_route):
-        host = urlparse(request_route.request.url).hostname
-        if host in ("127.0.0.1", None):
-            return request_route.continue_()
-        remote.add(host)
-        return request_route.abort()
-
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.route("**/*", route)
+        page.route("**/*", local_only(remote))
         page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
         for name in pages:
             response = page.goto(site + name, wait_until="load")
@@ -147,17 +154,10 @@ def test_formulas_are_typeset_offline(site, launch_chromium):
 
     remote = set()
 
-    def route(request_route):
-        host = urlparse(request_route.request.url).hostname
-        if host in ("127.0.0.1", None):
-            return request_route.continue_()
-        remote.add(host)
-        return request_route.abort()
-
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page()
-        page.route("**/*", route)
+        page.route("**/*", local_only(remote))
         page.goto(site + "notebooks/02_change_of_variables.html", wait_until="load")
         page.wait_for_function(  # MathJax typesets asynchronously, after the page's load event
             "() => { const m = document.querySelectorAll('.math');"
