@@ -302,9 +302,6 @@ def test_the_exercise_plugin_fails_a_cell_whose_checks_miss_a_planted_answer(tmp
     """tools/pytest_exercises.py under nbval: a wrong answer the public checks or the hidden
     tests let through, and a blank the checks swallow, each fail the exercise cell; strict
     checks pass, and so does the real solution of every case (nbval runs it)."""
-    pytest.importorskip(
-        "otter", reason="the grading tool is in the dev extra (make test), not the pinned runs"
-    )
     strict = "assert f(1) == 2 and f(3) == 6 and f(-5) == -10"
     hidden_strict = "assert [f(v) for v in (0.5, 7, -11)] == [1.0, 14, -22]"
     cases = {  # name: (public checks, hidden test)
@@ -356,9 +353,6 @@ def test_the_exercise_plugin_fails_a_cell_whose_checks_miss_a_planted_answer(tmp
 def test_hidden_tests_run_against_the_kernels_names():
     """grading.hidden_runner_for_source: the student's function is taken by name from the
     namespace it runs in; a failing case is named; the runner leaves no name behind."""
-    pytest.importorskip(
-        "otter", reason="the grading tool is in the dev extra (make test), not the pinned runs"
-    )
     from tools import grading
 
     runner = grading.hidden_runner_for_source(
@@ -370,3 +364,42 @@ def test_hidden_tests_run_against_the_kernels_names():
     namespace["f"] = lambda x: x + 4
     with pytest.raises(AssertionError, match=r"doubles: AssertionError: f\(3\) is off"):
         exec(compile(runner, "toy", "exec"), namespace)
+
+
+def test_the_kernels_stand_in_collects_what_otter_collects():
+    """The plugin runs hidden tests without importing otter (tools/grading.py): for every hidden
+    test file, otter's own ``test_case`` and the stand-in find the same cases, with the same
+    points and parameters (both fill the parameters by name from the notebook's globals)."""
+    pytest.importorskip(
+        "otter", reason="the grading tool is in the dev extra (make test), not the pinned runs"
+    )
+    import inspect
+
+    from otter.test_files import test_case
+
+    from tools import grading
+
+    files = sorted(grading.GRADING_DIR.glob("*/ex*.py"))
+    assert len(files) >= 28, files
+    for path in files:
+        source = path.read_text()
+        with_otter: dict = {}
+        exec(compile(source, str(path), "exec"), with_otter)
+        expected = {
+            name: (case.points, case.hidden, list(inspect.signature(case.test_func).parameters))
+            for name, case in with_otter.items()
+            if isinstance(case, test_case)
+        }
+        assert expected, f"{path}: otter finds no test cases"
+        probe = "import inspect\n__collected = {}\n" + grading.hidden_runner_for_source(
+            source, str(path)
+        ).replace(
+            "    failures = []\n",
+            "    globals()['__collected'].update({n: (c.points, c.hidden, list(inspect.signature("
+            "c.test_func).parameters)) for n, c in namespace.items() if isinstance(c, test_case)})\n"
+            "    return\n",
+            1,
+        )
+        namespace: dict = {}
+        exec(compile(probe, str(path), "exec"), namespace)
+        assert namespace["__collected"] == expected, path
