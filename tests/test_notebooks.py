@@ -364,6 +364,18 @@ def test_hidden_tests_run_against_the_kernels_names():
     namespace["f"] = lambda x: x + 4
     with pytest.raises(AssertionError, match=r"doubles: AssertionError: f\(3\) is off"):
         exec(compile(runner, "toy", "exec"), namespace)
+    # Two failing cases: both are named, unless the runner stops at the first failure.
+    two_cases = HIDDEN.format(name="toy", body="assert f(3) == 6, 'f(3) is off'") + (
+        "\n\n@test_case(points=1, hidden=True)\ndef triples_never(f):\n    assert f(1) == 3, 'f(1) is off'\n"
+    )
+    with pytest.raises(AssertionError, match=r"doubles: .* \| triples_never: "):
+        exec(compile(grading.hidden_runner_for_source(two_cases, "toy"), "toy", "exec"), namespace)
+    with pytest.raises(AssertionError) as stopped:
+        exec(
+            compile(grading.hidden_runner_for_source(two_cases, "toy", first_failure=True), "toy", "exec"),
+            namespace,
+        )
+    assert "doubles" in str(stopped.value) and "triples_never" not in str(stopped.value)
 
 
 def test_the_kernels_stand_in_collects_what_otter_collects():

@@ -79,11 +79,13 @@ def pytest_runtest_call(item: pytest.Item):
     entries = _entries_of_cell(item)
     stem = Path(item.parent.path).stem
     grading_dir = Path(item.config.getoption("grading_tests"))
-    runners = {
-        entry["hidden"]: grading.hidden_runner(grading.hidden_tests_path(stem, entry["hidden"], grading_dir))
-        for entry in entries
+    paths = {
+        entry["hidden"]: grading.hidden_tests_path(stem, entry["hidden"], grading_dir) for entry in entries
     }
-    hidden_of = {entry["block"]: runners[entry["hidden"]] for entry in entries}
+    runners = {name: grading.hidden_runner(path) for name, path in paths.items()}
+    # A wrong answer need only fail one hidden case: its runner stops there.
+    first_failure = {name: grading.hidden_runner(path, first_failure=True) for name, path in paths.items()}
+    hidden_of = {entry["block"]: entry["hidden"] for entry in entries}
     problems = []
     for label, source, kind, expected, block in exercises.planted_variants(cell.source, entries):
         error = _run_in_kernel(kernel, source, timeout)
@@ -97,7 +99,8 @@ def pytest_runtest_call(item: pytest.Item):
             problems.append(
                 f"{label}: a right answer should pass the cell's checks, but it {_outcome(error)}"
             )
-        hidden = _run_in_kernel(kernel, hidden_of[block], timeout)
+        runner = (runners if kind == "right" else first_failure)[hidden_of[block]]
+        hidden = _run_in_kernel(kernel, runner, timeout)
         if kind == "right" and hidden is not None:
             problems.append(
                 f"{label}: a right answer should pass the hidden tests, but they {_outcome(hidden)}"
