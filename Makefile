@@ -22,6 +22,11 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(abspath $(BIN)):$(PATH)
 
+# The notebooks' fast mode is the test harness's (tests/harness/fast_mode.py), not flowlib's:
+# kernels started with this IPYTHONDIR shorten every training to ~5% of its steps when the
+# harness's switch FLOWLIB_FAST is 1 (flowlib itself trains what it is asked).
+HARNESS := FLOWLIB_FAST=1 IPYTHONDIR=$(CURDIR)/tests/harness/ipython
+
 # Tests run in parallel, one pytest-xdist worker per core (JOBS=1 runs them one by one); in
 # the test targets each worker's TensorFlow gets its share of the cores for its per-op
 # threads (alone, every worker would start one per core).
@@ -85,7 +90,7 @@ unit: $(STAMP)
 # kernel: each must fail the cell's own checks, and then the real cell must pass.
 NOTEBOOKS_LAST_FIRST := $(shell printf '%s\n' $(NOTEBOOKS) | sort -r)
 notebooks-test: $(STAMP)
-	FLOWLIB_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider -p tools.pytest_exercises \
+	$(HARNESS) MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider -p tools.pytest_exercises \
 		$(XDIST) --no-loadscope-reorder --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		$(NOTEBOOKS_LAST_FIRST)
 
@@ -96,7 +101,7 @@ test: lint unit notebooks-test exercises-test grade
 # `otter run` against the hidden tests in tests/grading/; right answers must earn full marks.
 GRADE_NOTEBOOK ?= 02_change_of_variables
 grade: $(STAMP)
-	FLOWLIB_FAST=1 MPLBACKEND=Agg $(BIN)/python tools/grading.py sample $(GRADE_NOTEBOOK)
+	$(HARNESS) MPLBACKEND=Agg $(BIN)/python tools/grading.py sample $(GRADE_NOTEBOOK)
 
 # Student copies: every `### BEGIN SOLUTION` block of notebooks/ becomes a blank in exercises/.
 exercises: $(STAMP)
@@ -115,7 +120,7 @@ test-browser: $(STAMP)
 # A Colab-like run: Colab's default runtime (tests/colab/requirements.txt: Python 3.13 and the
 # versions Colab ships), a stub google.colab, so each notebook's Colab cell really runs and
 # installs flowlib (the IPython start-up in tests/colab/ swaps GitHub for a wheel built from
-# this checkout), then every notebook in fast mode.
+# this checkout), then every notebook in fast mode (its start-up links the harness's, see HARNESS).
 COLAB_PYTHON ?= $(call find_python,3.13)
 COLAB_VENV := .venv-colab
 test-colab:
@@ -154,7 +159,7 @@ test-newest:
 	$(NEWEST_VENV)/bin/python -m pip install --quiet -r tests/newest/requirements.txt
 	$(NEWEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	$(NEWEST_VENV)/bin/python -m pytest -p no:cacheprovider $(UNIT_XDIST) tests
-	$(if $(strip $(NEWEST_NOTEBOOKS)),FLOWLIB_FAST=1 MPLBACKEND=Agg $(NEWEST_VENV)/bin/python -m pytest \
+	$(if $(strip $(NEWEST_NOTEBOOKS)),$(HARNESS) MPLBACKEND=Agg $(NEWEST_VENV)/bin/python -m pytest \
 		-p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NEWEST_NOTEBOOKS))
 
 # The read-along site from the committed notebooks (no execution, no network): book/.
@@ -182,7 +187,7 @@ test-book: book
 notebooks: $(STAMP)
 	rm -rf notebooks/checkpoints  # so "load if present, else train" really trains
 	for nb in $(NOTEBOOKS); do \
-		FLOWLIB_FAST=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=1800 $$nb || exit 1; \
 		$(BIN)/python tools/clean_outputs.py $$nb || exit 1; \
 		$(BIN)/jupytext --sync $$nb || exit 1; \

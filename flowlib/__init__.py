@@ -9,13 +9,14 @@ Topic modules, each readable in one sitting:
 - :mod:`flowlib.flows`     builders (NICE, RealNVP, spline, MAF/IAF), the one-pass log-density, tracing
 - :mod:`flowlib.recipe`    the headline recipe: architecture and training settings, defined once
 - :mod:`flowlib.train`     maximum-likelihood training with a guard against NaN losses
+- :mod:`flowlib.iterate`   run a hand-written training step a number of times
 - :mod:`flowlib.metrics`   held-out negative log-likelihood and its gap to the entropy bound
 - :mod:`flowlib.plotting`  the quadrant-coloured layer grid, densities, training curves
 - :mod:`flowlib.checkpoint` save and restore a trained flow
 - :mod:`flowlib.images`    flows on small images: dequantization, bits per dimension, multi-scale flows
 - :mod:`flowlib.validation` one checker per kind of argument, used by every public entry point
 - :mod:`flowlib.widgets`   the layer explorer and the train-your-own-word widget
-- :mod:`flowlib.config`    the environment check (``flowlib.check_environment()``) and the fast mode switch
+- :mod:`flowlib.config`    the environment check (``flowlib.check_environment()``) and the Colab links' ref
 
 Importing :mod:`flowlib` does no work: the submodules (and TensorFlow) load the first
 time you touch them, e.g. ``flowlib.flows.realnvp()``.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from flowlib.config import check_environment, fast_mode, pick
+from flowlib.config import check_environment
 
 __version__ = "0.1.0.dev0"
 
@@ -38,6 +39,7 @@ _SUBMODULES = (
     "data",
     "flows",
     "images",
+    "iterate",
     "metrics",
     "plotting",
     "recipe",
@@ -47,7 +49,7 @@ _SUBMODULES = (
     "widgets",
 )
 
-__all__ = ["check_environment", "fast_mode", "pick", "__version__", *_SUBMODULES]
+__all__ = ["check_environment", "__version__", *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:

@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--fast",
         action="store_true",
-        help="a quick run for tests: few steps, small data (also set by FLOWLIB_FAST=1)",
+        help="a quick look: few steps, small data",
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(command_parser=demo)  # for errors found after parsing (check_demo_arguments)
@@ -432,14 +432,14 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser, checked:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from flowlib import checkpoint, config, flows, metrics, plotting, train
+    from flowlib import checkpoint, flows, metrics, plotting, train
 
     chosen, target, seed = checked.recipe, checked.target, checked.seed
     try:
         flow = chosen.build(seed=seed)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
-    fast = args.fast or config.fast_mode()
+    fast = args.fast
     steps = args.steps or (DEMO_STEPS_FAST if fast else DEMO_STEPS)
     num_train, num_test = (20_000, 5_000) if fast else (100_000, 50_000)
     x_test = target.sample(num_test, seed=(seed + 1) % 2**31)  # seeds go up to 2**31 - 1

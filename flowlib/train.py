@@ -171,9 +171,7 @@ class _Plan:
 
 def _check_arguments(**arguments) -> _Plan:
     """Every argument of :func:`fit` but the data, checked (:mod:`flowlib.validation`)."""
-    from flowlib import config
-
-    steps = config.shortened(validation.positive_int(arguments["steps"], "steps"))  # FLOWLIB_FAST=1 only
+    steps = validation.positive_int(arguments["steps"], "steps")
     plan = _Plan(
         steps=steps,
         batch_size=validation.positive_int(arguments["batch_size"], "batch_size"),
@@ -461,8 +459,7 @@ def fit(
         flow: a flow from :mod:`flowlib.flows` (any ``TransformedDistribution`` whose
             variables are trainable works).
         data: points ``[num_points, dim]``, finite.
-        steps: number of Adam steps (shortened under ``FLOWLIB_FAST=1``, see
-            :mod:`flowlib.config`).
+        steps: number of Adam steps.
         batch_size: points per step, drawn with replacement (seeded).
         learning_rate: Adam's (peak) learning rate.
         schedule: ``"cosine"`` decays the rate to 0 over ``steps``; ``"constant"`` keeps it.

@@ -60,7 +60,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from IPython.display import Markdown, display
 
-from flowlib import bijectors, config, data, flows, metrics, train
+from flowlib import bijectors, data, flows, iterate, metrics, train
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 tf.get_logger().setLevel("ERROR")  # each train.fit call compiles its own step; TF would warn about "retracing"
@@ -603,17 +603,23 @@ for moving_log_det in (True, False):
 print("PostStacks computes the TFP stack's training-mode log q, with either log-determinant")
 
 # %%
-STEPS = config.shortened(250)  # the number of steps train.fit would run for steps=250
 # 10 trainings at each learning rate, as run_statistics_trial did, with each loss: 40 copies.
 RATES = np.array(([1e-4] * 10 + [1e-5] * 10) * 2)
 MOVING = np.array([True] * 20 + [False] * 20)
 stacks = PostStacks(RATES, MOVING, hidden=32, seed=0)
 points = tf.constant(brad)
-first_bad = np.zeros(len(RATES), dtype=int)  # step of each copy's first non-finite loss, 0: none
-for step in range(1, STEPS + 1):
+
+
+def side_by_side_step(step):
+    """One step of every copy, each on its own 500 random points; the copies' losses, shape [copy]."""
     index = tf.random.stateless_uniform([len(RATES), 500], seed=[0, step], maxval=len(brad), dtype=tf.int32)
-    losses = stacks.train_step(tf.gather(points, index)).numpy()
-    first_bad[(first_bad == 0) & ~np.isfinite(losses)] = step
+    return stacks.train_step(tf.gather(points, index)).numpy()
+
+
+losses = np.array(iterate.repeat(side_by_side_step, steps=250))  # [step, copy]
+STEPS = len(losses)  # iterations per training
+non_finite = ~np.isfinite(losses)
+first_bad = np.where(non_finite.any(axis=0), non_finite.argmax(axis=0) + 1, 0)  # each copy's first non-finite step, 0: none
 
 rows = ["| batch-norm log-determinant | learning rate | trainings ending non-finite | first non-finite step |",
         "|---|---:|---:|---:|"]

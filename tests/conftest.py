@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.pop("FLOWLIB_FAST", None)  # unit tests run at full length whatever the shell says
 
 import numpy as np
 import pytest

@@ -417,3 +417,28 @@ def test_no_figures_when_the_guard_kept_no_step(capsys, tmp_path):
     assert "kept 0 of 7 steps" in output.out + output.err
     assert "no figures were written" in output.err
     assert "wrote" not in output.out and "stopped at step" not in output.out
+
+
+class _StopAtFit(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "flags, expected", [((), main_module.DEMO_STEPS), (("--fast",), main_module.DEMO_STEPS_FAST)]
+)
+def test_only_the_fast_flag_shortens_the_demo_not_the_environment(monkeypatch, tmp_path, flags, expected):
+    """--fast is the user's quick look; the test harness's FLOWLIB_FAST is not the CLI's business."""
+    from flowlib import metrics, train
+
+    monkeypatch.setenv("FLOWLIB_FAST", "1")
+    asked = []
+
+    def fit(flow, data, *, steps, **kwargs):
+        asked.append((steps, len(data)))
+        raise _StopAtFit
+
+    monkeypatch.setattr(train, "fit", fit)
+    monkeypatch.setattr(metrics, "nll", lambda flow, x: 0.0)  # no need to evaluate the untrained flow
+    with pytest.raises(_StopAtFit):
+        main_module.main(["demo", "--no-progress", "--text", "Ok", "--out", str(tmp_path / "out"), *flags])
+    assert asked == [(expected, 20_000 if flags else 100_000)]

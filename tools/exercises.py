@@ -157,7 +157,10 @@ def check(paths: list[Path]) -> int:
 def verify(paths: list[Path]) -> int:
     from nbclient import NotebookClient
 
-    os.environ["FLOWLIB_FAST"] = "1"
+    sys.path.insert(0, str(ROOT))  # run as a script, tools/ is not importable as a package
+    from tools import harness
+
+    os.environ.update(harness.kernel_environment(fast=True))  # the kernels: harness installed, fast
     failures = 0
     for path in paths:
         student = nbformat.read(TARGET_DIR / path.name, as_version=4)

@@ -150,6 +150,9 @@ def build_autograder(notebook_stem: str) -> Path:
 
 def grade(notebook_stem: str, submissions: list[Path]) -> list[dict[str, float]]:
     """Scores per exercise (and ``total``) of each submission, by ``otter run``."""
+    sys.path.insert(0, str(ROOT))  # run as a script, tools/ is not importable as a package
+    from tools import harness
+
     autograder = build_autograder(notebook_stem)
     names = _test_names(notebook_stem)
     rows = []
@@ -158,6 +161,7 @@ def grade(notebook_stem: str, submissions: list[Path]) -> list[dict[str, float]]
             run = subprocess.run(
                 [str(OTTER), "run", "--no-logo", "-a", str(autograder), "-o", out, str(Path(submission).resolve())],
                 capture_output=True, text=True, cwd=ROOT / "notebooks",
+                env=harness.kernel_environment(),  # FLOWLIB_FAST=1 (make grade): shortened training
             )  # fmt: skip
             results = Path(out) / "results.json"
             if run.returncode != 0 or not results.is_file():

@@ -23,6 +23,19 @@ import pytest
 from tools import exercises, grading
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """nbval's kernels start with the test harness installed (tests/harness/fast_mode.py).
+
+    Its IPython start-up shortens training when ``FLOWLIB_FAST=1`` (the Makefile sets it); an
+    ``IPYTHONDIR`` already set (the Makefile's, the Colab-like run's) is kept.
+    """
+    import os
+
+    from tools import harness
+
+    os.environ.setdefault("IPYTHONDIR", harness.kernel_environment()["IPYTHONDIR"])
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--exercise-mutations",

@@ -1,8 +1,8 @@
 """The layer explorer in a real browser: JupyterLab on loopback, headless Chromium.
 
 Starts JupyterLab on 127.0.0.1, opens notebook 06 in Debian's Chromium driven by
-Playwright (``executable_path``; no browser is downloaded), runs all cells in fast mode,
-moves the layer slider of flowlib's explorer and asserts that the figure changed by
+Playwright (``executable_path``; no browser is downloaded), runs all cells in the test
+harness's fast mode (tests/harness/), moves the layer slider of flowlib's explorer and asserts that the figure changed by
 comparing screenshots, which are kept under ``artifacts/browser/``.
 
 Run with ``make test-browser`` (it is not part of the default test collection, as it needs
@@ -11,6 +11,7 @@ Chromium: ``apt-get install chromium``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -28,6 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "browser"
 NOTEBOOK = os.environ.get("FLOWLIB_BROWSER_NOTEBOOK", "06_full_stack.ipynb")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+_spec = importlib.util.spec_from_file_location(
+    "fast_mode_harness", ROOT / "tests" / "harness" / "fast_mode.py"
+)
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 
@@ -43,13 +49,11 @@ def lab(tmp_path_factory):
     port, token = free_port(), "flowlib-browser-test"
     home = tmp_path_factory.mktemp("jupyter-home")
     env = dict(
-        os.environ,
-        FLOWLIB_FAST="1",
+        harness.kernel_environment(fast=True),  # the lab's kernels: the harness installed, fast
         TF_CPP_MIN_LOG_LEVEL="2",
         JUPYTER_CONFIG_DIR=str(home / "config"),
         JUPYTER_RUNTIME_DIR=str(home / "runtime"),
     )
-    env.pop("CI", None)  # the notebook's CI sentinel is satisfied by FLOWLIB_FAST=1 anyway
     log = open(tmp_path_factory.mktemp("logs") / "lab.log", "w")
     process = subprocess.Popen(
         [

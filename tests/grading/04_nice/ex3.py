@@ -1,16 +1,25 @@
 """Hidden tests for notebook 04, exercise 3: the trained word_flow is a NICE flow that beats its floor on fresh points."""
 
+import sys
+
 import numpy as np
 import tensorflow_probability as tfp
 from otter.test_files import test_case
 
-from flowlib import bijectors, config, flows
+from flowlib import bijectors, flows
 
 tfb = tfp.bijectors
 
 OK_FORMAT = False
 name = "04_ex3"
 points = 6
+
+
+def _steps_fit_runs(steps):
+    """The steps ``train.fit(steps=steps)`` runs in this kernel: all of them, or, when the test
+    harness's fast mode (tests/harness/fast_mode.py) is installed and on, its shortened count."""
+    harness = sys.modules.get("flowlib_test_harness_fast_mode")  # registered by its IPython start-up
+    return harness.steps_run_for(steps) if harness is not None else steps
 
 
 def _floor(target):
@@ -50,7 +59,7 @@ def positive_learning_rate(word_learning_rate):
 
 @test_case(points=1, hidden=True)
 def trained_by_the_cell_within_the_budget(word_history):
-    allowed = config.shortened(4000)  # the steps train.fit runs for the notebook's budget of 4000
+    allowed = _steps_fit_runs(4000)  # the steps train.fit runs for the notebook's budget of 4000
     assert 0 < word_history.steps <= allowed, (
         f"{word_history.steps} training steps: the budget allows {allowed}"
     )

@@ -1,0 +1,1 @@
+../../../../harness/ipython/profile_default/startup/00_fast_mode.py
