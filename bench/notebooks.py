@@ -83,9 +83,14 @@ class PeakMemory:
 
 
 def set_mode(fast: bool) -> None:
-    """Environment of the next kernel or demo process (they inherit ours)."""
-    os.environ["FLOWLIB_FAST"] = "1" if fast else "0"
-    os.environ.pop("CI", None)  # check_environment refuses a full run under CI=true
+    """Environment of the next kernel or demo process (they inherit ours): the test harness's
+    fast mode (tests/harness/fast_mode.py, through tools/harness.py) on or off."""
+    if str(_common.ROOT) not in sys.path:
+        sys.path.insert(0, str(_common.ROOT))
+    from tools import harness
+
+    os.environ.update(harness.kernel_environment(fast=fast))
+    os.environ.pop("CI", None)  # the harness refuses a full run under CI=true
     os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend, as in Jupyter; the demo uses Agg
 
 
@@ -115,7 +120,16 @@ def run_notebook(path: Path, fast: bool, workdir: Path) -> tuple[float, float, s
 def run_demo(fast: bool) -> tuple[float, float, str]:
     set_mode(fast)
     out = tempfile.mkdtemp(prefix="demo_")
-    command = [sys.executable, "-m", "flowlib", "demo", "--out", out, "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "flowlib",
+        "demo",
+        "--out",
+        out,
+        "--no-progress",
+        *(["--fast"] if fast else []),
+    ]
     start = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=_common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
