@@ -35,7 +35,7 @@ XDIST = -n $(JOBS) --dist loadfile
 # Unit tests: idle workers steal queued tests, since a few (test_train's leak test, the CLI's
 # subprocesses) take far longer than the rest and whole files would unbalance the workers.
 UNIT_XDIST = -n $(JOBS) --dist worksteal
-TEST_TARGETS := unit notebooks-test exercises-test grade test-colab test-oldest test-newest
+TEST_TARGETS := test unit notebooks-test exercises-test grade test-colab test-oldest test-newest
 $(TEST_TARGETS): export TF_NUM_INTRAOP_THREADS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) / $(JOBS) )); \
                                                  echo $$(( n > 0 ? n : 1 )))
 
@@ -94,7 +94,19 @@ notebooks-test: $(STAMP)
 		$(XDIST) --no-loadscope-reorder --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		$(NOTEBOOKS_LAST_FIRST)
 
-test: lint unit notebooks-test exercises-test grade
+# make test: lint, then ONE pytest session on both cores: every notebook under nbval (the
+# longest first) and the unit test files (the largest first), which fill in around them. The
+# unit tests include the student copies' freshness and the sample submission graded by otter
+# (tests/test_grading.py: what exercises-test and grade do). One session keeps both cores busy
+# to the end, where separate runs each left one core idle while their last test finished.
+# --dist loadfile keeps each notebook's cells in one worker, in order (they share one kernel);
+# not loadgroup, which pytest 9.2 breaks silently (pytest-dev/pytest-xdist#1386).
+# tests/test_grading.py goes first: small, but its otter run takes one core for half a minute.
+UNIT_FILES_LARGEST_FIRST = tests/test_grading.py $(filter-out tests/test_grading.py,$(shell ls -S $$(find tests -name 'test_*.py')))
+test: lint $(STAMP)
+	$(HARNESS) MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider -p tools.pytest_exercises \
+		-n $(JOBS) --dist loadfile --no-loadscope-reorder --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=600 --durations=15 $(NOTEBOOKS_LAST_FIRST) $(UNIT_FILES_LARGEST_FIRST)
 
 # The teacher's grading path, end to end (tools/grading.py): a sample submission of one notebook,
 # made from its student copy with right, wrong and blank answers, graded by otter-grader's
