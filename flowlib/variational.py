@@ -2,7 +2,7 @@
 
 Given only a function ``log p~(x) = log p(x) + log Z`` (the normalising constant ``Z``
 unknown), a flow ``q`` is trained to sample from ``p`` by minimising (Rezende and Mohamed,
-2015, *Variational Inference with Normalizing Flows*, eq. 15)
+2015, *Variational Inference with Normalizing Flows*)
 
 .. math::  \\mathrm{KL}(q \\| p) = \\mathbb{E}_{x \\sim q}[\\log q(x) - \\log \\tilde p(x)] + \\log Z,
 
@@ -64,11 +64,14 @@ def sample_and_log_prob(
 
     One walk from the base to the data: ``z ~ base``, then each layer's output and
     log-determinant together, ``log q(x) = log base(z) - sum_k log|det J_k(h_k)|``.
-    ``x``: ``[num_samples, dim]``, ``log q``: ``[num_samples]``. ``seed``: an integer, or a
-    stateless seed (a ``[2]`` integer tensor, e.g. inside a compiled loop). The result is
+    ``x``: ``[num_samples, dim]``, ``log q``: ``[num_samples]``. ``seed``: an integer ``s``
+    (used as the stateless seed ``[s, 0]``, so the same integer gives the same samples), or
+    a stateless seed (a ``[2]`` integer tensor, e.g. inside a compiled loop). The result is
     differentiable with respect to the flow's weights (the reparameterisation trick).
     """
     validation.flow(flow)
+    if not tf.is_tensor(seed):
+        seed = tf.constant([validation.seed(seed), 0], tf.int32)
     z = flow.distribution.sample(num_samples, seed=seed)
     log_q = flow.distribution.log_prob(z)
     h = z

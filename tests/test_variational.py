@@ -171,3 +171,12 @@ def test_bad_grids_are_refused():
         variational.grid((1.0, -1.0, 0.0, 1.0), 10)
     with pytest.raises(TypeError, match="four numbers"):
         variational.grid((0.0, 1.0, 0.0), 10)
+
+
+def test_the_same_integer_seed_gives_the_same_samples():
+    flow = flows.iaf(2, num_layers=2, hidden_units=(8,), seed=0)
+    first, _ = variational.sample_and_log_prob(flow, 50, seed=3)
+    again, _ = variational.sample_and_log_prob(flow, 50, seed=3)
+    other, _ = variational.sample_and_log_prob(flow, 50, seed=4)
+    np.testing.assert_array_equal(first.numpy(), again.numpy())
+    assert not np.allclose(first.numpy(), other.numpy())
