@@ -327,3 +327,24 @@ def flow(value: Any, name: str = "flow") -> Any:
     if event_shape.rank != 1 or event_shape[0] is None:
         raise ValueError(f"{name} must model vectors (event_shape [dim]), got event_shape {event_shape}")
     return value
+
+
+def log_density(value: Any, name: str = "log_unnormalized_density") -> Any:
+    """A log-density given as a function of points ``[n, dim] -> [n]`` (something callable)."""
+    if not callable(value):
+        raise TypeError(
+            f"{name} must be a function from points [n, dim] to log-densities [n], got {type(value).__name__}"
+        )
+    return value
+
+
+def extent(value: Any, name: str = "extent") -> tuple[float, float, float, float]:
+    """A box ``(left, right, bottom, top)`` of four finite numbers with ``left < right``, ``bottom < top``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)) or len(value) != 4:
+        raise TypeError(f"{name} must be four numbers (left, right, bottom, top), got {_shown(value)}")
+    if not all(_is_real(v) for v in value):
+        raise TypeError(f"{name} must be four numbers (left, right, bottom, top), got {_shown(value)}")
+    left, right, bottom, top = (float(v) for v in value)
+    if not all(np.isfinite([left, right, bottom, top])) or not (left < right and bottom < top):
+        raise ValueError(f"{name} must satisfy left < right and bottom < top (finite), got {_shown(value)}")
+    return left, right, bottom, top
