@@ -38,6 +38,8 @@ def new_shapes_groups_and_levels(iw_log2_probability):
     ]:
         log_q = rng.normal(rng.uniform(-200, 200), 10.0, size=(draws, batch))
         log_r = rng.normal(rng.uniform(-5, 5), 4.0, size=(draws, batch))
+        if k > 1:
+            log_q[1, batch - 1] = -np.inf  # a draw where the model has no mass
         _check(iw_log2_probability, log_q, log_r, num_dims, levels, k)
 
 
@@ -57,10 +59,12 @@ def group_order_and_single_draw(iw_log2_probability):
     rng = np.random.default_rng(11)
     # very different draws, so grouping draws 0..k-1 against a stride differs clearly
     log_q = np.sort(rng.normal(0.0, 20.0, size=(8, 3)), axis=0)
+    log_q[1, 2] = -np.inf
     log_r = np.zeros((8, 3))
     _check(iw_log2_probability, log_q, log_r, 4, 16, 2)
     _check(iw_log2_probability, log_q, log_r, 4, 16, 4)
     # k = 1: the single-draw bound itself, (log q - log r - D log L) / ln 2, images first
+    log_q[1, 2] = 0.0
     log_r = rng.normal(size=(8, 3))
     answer = np.asarray(iw_log2_probability(log_q.copy(), log_r.copy(), 4, 16, 1), dtype=float)
     assert np.allclose(answer, ((log_q - log_r).T - 4 * math.log(16)) / math.log(2), rtol=1e-9, atol=1e-9)
