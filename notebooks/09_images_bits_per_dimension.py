@@ -492,8 +492,9 @@ display(Markdown(
     f"{'lowers' if variational_single < uniform_single else 'does not lower'} the single-draw bound "
     f"({variational_single:.3f} against {uniform_single:.3f} bits per dimension), at "
     f"{variational_history.seconds / uniform_history.seconds:.1f} times the wall-clock time of the uniform run. "
-    f"The jointly trained model has adapted to its learned noise: scored with uniform noise instead, it gets "
-    f"{variational_model_uniform_noise:.3f}."))
+    + (f"The jointly trained model has adapted to its learned noise: scored with uniform noise instead, it gets "
+       f"{variational_model_uniform_noise:.3f}." if variational_model_uniform_noise > variational_single else
+       f"Scored with uniform noise instead, the jointly trained model gets {variational_model_uniform_noise:.3f}.")))
 
 # %% [markdown]
 # ### How loose is the bound? Several noises per test image
@@ -564,8 +565,10 @@ display(Markdown(
     f"draws). From K = {draws[-2]} to K = {draws[-1]} its bound moves by {still_falling:.3f} bits per dimension"
     + (", so it has not settled yet and the true value lies lower still. " if still_falling >= 0.001
        else ", so it has nearly settled. ")
-    + f"The learned noise starts closer to the model's own: its bound drops by "
-    f"{variational_bits[0] - variational_bits[-1]:.3f} over the same draws, to {variational_bits[-1]:.3f}."))
+    + f"With the learned noise the bound drops by {variational_bits[0] - variational_bits[-1]:.3f} over the same "
+    f"draws, to {variational_bits[-1]:.3f}"
+    + (": less, because the learned noise is closer to the model's own."
+       if variational_bits[0] - variational_bits[-1] < weighted_bits[0] - weighted_bits[-1] else ".")))
 
 
 # %% [markdown]
