@@ -142,7 +142,7 @@ def noise_log_weights(
         y = ((stacked + u.numpy()) / num_levels).astype(np.float32)
         y = np.minimum(y, np.nextafter(np.float32(1.0), np.float32(0.0)))  # keep [0, 1) in float32
         log_r = log_r.numpy()
-    log_q = model.log_prob(y).numpy()
+    log_q = _fast_log_prob(model)(tf.constant(y)).numpy()
     return (log_q - log_r).astype(np.float64).reshape(draws, num_images).T
 
 
@@ -272,6 +272,8 @@ def _fast_log_prob(model: Any):
     one-pass log-density of the inner flow plus the logit's log-determinant. Other models
     that one-pass cannot handle fall back to ``model.log_prob`` (same numbers, slower).
     """
+    if not isinstance(model, tfd.TransformedDistribution):
+        return model.log_prob
     one_pass = _flows.one_pass_log_prob(model)
     if one_pass is not None:
         return one_pass

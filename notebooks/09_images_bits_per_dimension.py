@@ -470,8 +470,8 @@ variational_history = dequantization.train_jointly(flow, dequantizer, split.trai
                                                    batch_size=128, learning_rate=5e-4, seed=1)
 variational_log_w = dequantization.noise_log_weights(flow, split.test, LEVELS, draws=NOISE_DRAWS, seed=200,
                                                      dequantizer=dequantizer)  # [test images, draws]
-variational_model_uniform_noise = dequantization.importance_weighted_bits(
-    dequantization.noise_log_weights(flow, split.test, LEVELS, draws=NOISE_DRAWS, seed=200), 1, D, LEVELS)
+variational_model_uniform_noise = dequantization.importance_weighted_bits(  # the same model, uniform noise
+    dequantization.noise_log_weights(flow, split.test, LEVELS, draws=4, seed=200), 1, D, LEVELS)
 
 for variable, value in zip(flow.trainable_variables, start_weights):  # back to the same start
     variable.assign(value)
