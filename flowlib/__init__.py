@@ -14,6 +14,8 @@ Topic modules, each readable in one sitting:
 - :mod:`flowlib.plotting`  the quadrant-coloured layer grid, densities, training curves
 - :mod:`flowlib.checkpoint` save and restore a trained flow
 - :mod:`flowlib.images`    flows on small images: dequantization, bits per dimension, multi-scale flows
+- :mod:`flowlib.dequantization` importance-weighted bits per dimension, variational dequantization
+- :mod:`flowlib.variational` flows as samplers: the reverse-KL loss and trainer, exact KLs on a grid
 - :mod:`flowlib.validation` one checker per kind of argument, used by every public entry point
 - :mod:`flowlib.widgets`   the layer explorer and the train-your-own-word widget
 - :mod:`flowlib.config`    the environment check (``flowlib.check_environment()``) and the Colab links' ref
@@ -37,6 +39,7 @@ _SUBMODULES = (
     "checkpoint",
     "config",
     "data",
+    "dequantization",
     "flows",
     "images",
     "iterate",
@@ -46,6 +49,7 @@ _SUBMODULES = (
     "splines",
     "train",
     "validation",
+    "variational",
     "widgets",
 )
 

@@ -30,9 +30,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from flowlib import config, validation
 from flowlib import flows as _flows
 from flowlib import images as _images
+from flowlib import validation
 from flowlib.bijectors import initial_kernel
 
 tfd = tfp.distributions
@@ -333,7 +333,6 @@ def train_jointly(
     learning rate decays to 0 on a cosine over ``steps``, as in ``fit``. A progress bar
     shows the loss. Returns a :class:`JointHistory`.
     """
-    steps = config.shortened(steps)  # FAST-SWITCH
     steps = validation.positive_int(steps, "steps")
     model = _check_model(model)
     num_levels = validation.integer(num_levels, "num_levels", minimum=2)

@@ -36,8 +36,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from flowlib import config, validation
 from flowlib import flows as _flows
+from flowlib import validation
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -166,7 +166,6 @@ def fit_reverse_kl(
     call repeated; after ``max_retries`` rescues training stops with the last good
     weights. Every rescue and stop is printed and recorded in ``History.events``.
     """
-    steps = config.shortened(steps)  # FAST-SWITCH
     flow = validation.flow(flow)
     log_unnormalized_density = validation.log_density(log_unnormalized_density, "log_unnormalized_density")
     steps = validation.positive_int(steps, "steps")

@@ -39,6 +39,8 @@ IPYTHONDIR = Path(__file__).resolve().parent / "ipython"
 TRAINERS: tuple[tuple[str, str], ...] = (
     ("flowlib.train", "fit"),
     ("flowlib.iterate", "repeat"),
+    ("flowlib.variational", "fit_reverse_kl"),
+    ("flowlib.dequantization", "train_jointly"),
 )
 
 STEP_FRACTION = 0.05  # about 5% of the steps asked for ...
