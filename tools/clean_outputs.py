@@ -24,7 +24,7 @@ import nbformat
 NOISE = re.compile(
     r"cuda_(fft|dnn|blas|platform)\.cc|computation_placer\.cc|cpu_feature_guard\.cc|"
     r"All log messages before absl::InitializeLog|rebuild TensorFlow with the appropriate compiler flags|"
-    r"oneDNN custom operations are on|TF_ENABLE_ONEDNN_OPTS|cudart_stub\.cc|Could not find cuda drivers"
+    r"oneDNN custom operations are on|TF_ENABLE_ONEDNN_OPTS|oneDNN supports DT_INT32 only|cudart_stub\.cc|Could not find cuda drivers"
 )
 
 
