@@ -97,12 +97,13 @@ notebooks-test: $(STAMP)
 # make test: lint, then ONE pytest session on both cores: every notebook under nbval (the
 # longest first) and the unit test files (the largest first), which fill in around them. The
 # unit tests include the student copies' freshness and the sample submission graded by otter
-# (tests/test_grading.py: what exercises-test and grade do). One session keeps both cores busy
-# to the end, where separate runs each left one core idle while their last test finished.
-# --dist loadfile keeps each notebook's cells in one worker, in order (they share one kernel);
-# not loadgroup, which pytest 9.2 breaks silently (pytest-dev/pytest-xdist#1386).
-# tests/test_grading.py goes first: small, but its otter run takes one core for half a minute.
-UNIT_FILES_LARGEST_FIRST = tests/test_grading.py $(filter-out tests/test_grading.py,$(shell ls -S $$(find tests -name 'test_*.py')))
+# (tests/test_grading.py: what exercises-test and grade do); tests/browser/ is left to
+# test-browser and test-book. One session keeps both cores busy to the end, where separate
+# runs each left one core idle while their last test finished. --dist loadfile keeps each
+# notebook's cells in one worker, in order (they share one kernel); not loadgroup, which
+# pytest 9.2 breaks silently (pytest-dev/pytest-xdist#1386). tests/test_grading.py goes first:
+# a small file, but its otter run takes one core for half a minute.
+UNIT_FILES_LARGEST_FIRST = tests/test_grading.py $(filter-out tests/test_grading.py,$(shell ls -S $$(find tests -name 'test_*.py' -not -path 'tests/browser/*')))
 test: lint $(STAMP)
 	$(HARNESS) MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider -p tools.pytest_exercises \
 		-n $(JOBS) --dist loadfile --no-loadscope-reorder --nbval-lax --nbval-current-env \
