@@ -168,9 +168,19 @@ class FlowBijector(tfb.Bijector):
         return self.inverse_and_log_det(y)[1]
 
 
-# TFP bijectors whose ``inverse`` and ``inverse_log_det_jacobian`` are cheap and stateless
-# (no network), so evaluating them separately costs nothing worth saving.
-PLAIN_BIJECTORS = (tfb.Permute, tfb.ScaleMatvecDiag, tfb.ScaleMatvecLU, tfb.Scale, tfb.Shift, tfb.Identity)
+# TFP bijectors whose ``inverse`` and ``inverse_log_det_jacobian`` share no network, so
+# evaluating them separately costs nothing worth saving. tfb.BatchNormalization is here so
+# that hand-built flows with TFP's batch norm (notebook 07) train like any other; its
+# training-mode log-determinant is TFP's, inconsistent with its map (see BatchNormalization).
+PLAIN_BIJECTORS = (
+    tfb.Permute,
+    tfb.ScaleMatvecDiag,
+    tfb.ScaleMatvecLU,
+    tfb.Scale,
+    tfb.Shift,
+    tfb.Identity,
+    tfb.BatchNormalization,
+)
 
 
 def supports_one_pass(bijector: tfb.Bijector) -> bool:
