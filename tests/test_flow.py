@@ -182,9 +182,13 @@ def test_plain_distributions_keep_their_own_log_prob_in_metrics():
 
 
 def test_sample_is_the_base_pushed_forward():
-    flow = flows.maf(num_layers=2, hidden_units=(8,), seed=0)
-    perturb(flow, scale=0.2, seed=6)
-    samples = flow.sample(200, seed=3)
-    assert samples.shape == (200, 2)
-    z = flow.distribution.sample(200, seed=3)
-    np.testing.assert_allclose(samples.numpy(), flow.bijector.forward(z).numpy(), atol=1e-5)
+    """Shift by (1, -2), then scale by (3, 0.5): samples of N((3, -1), diag(9, 0.25)), and
+    log_prob is that Gaussian's density (computed independently by TFP's Normal)."""
+    flow = Flow([tfb.Shift([1.0, -2.0]), tfb.ScaleMatvecDiag([3.0, 0.5])], flows.standard_normal(2))
+    samples = flow.sample(20000, seed=3).numpy()
+    assert samples.shape == (20000, 2)
+    np.testing.assert_allclose(samples.mean(0), [3.0, -1.0], atol=0.08)
+    np.testing.assert_allclose(samples.std(0), [3.0, 0.5], rtol=0.03)
+    x = np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32)
+    expected = tfd.Normal([3.0, -1.0], [3.0, 0.5]).log_prob(x).numpy().sum(-1)
+    np.testing.assert_allclose(flow.log_prob(x).numpy(), expected, rtol=1e-5)
