@@ -4,10 +4,10 @@ Every variant trains the same flow architecture with the same in-graph loop (100
 per compiled call, batches drawn inside the graph, as ``fit`` does); one thing changes
 at a time:
 
-- ``log_prob + keras Adam``: ``flow.log_prob`` and ``tf_keras.optimizers.Adam``
-  (fit before the optimisation);
-- ``one-pass + keras Adam``: the loss from ``flows.one_pass_log_prob`` (each coupling
-  network evaluated once per layer instead of twice);
+- ``log_prob + keras Adam``: TFP's ``TransformedDistribution.log_prob``
+  (``flow.tfp_log_prob``) and ``tf_keras.optimizers.Adam`` (fit before the optimisation);
+- ``one-pass + keras Adam``: the loss from ``flow.log_prob``, the Flow's one pass (each
+  coupling network evaluated once per layer instead of twice);
 - ``log_prob + fused Adam``: ``train._Adam`` (one fused ``ResourceApplyAdam`` op per
   variable);
 - ``one-pass + fused Adam``: both, which is what ``fit`` does now;
@@ -47,7 +47,7 @@ def make_call(flow, x, *, one_pass: bool, fused: bool, jit: bool, batch_size: in
     flow.log_prob(x[:2])
     flows.set_training(flow, True)
     variables = flow.trainable_variables
-    log_prob = flows.one_pass_log_prob(flow) if one_pass else flow.log_prob
+    log_prob = flow.log_prob if one_pass else flow.tfp_log_prob  # TFP's two walks per layer
     if fused:
         optimizer = train._Adam(variables, 1e-3)
         apply = optimizer.apply

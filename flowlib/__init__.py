@@ -6,6 +6,7 @@ Topic modules, each readable in one sitting:
 - :mod:`flowlib.bijectors` the layer protocol; additive (NICE) and affine (RealNVP) coupling, ActNorm, a small MLP
 - :mod:`flowlib.splines`   rational-quadratic spline coupling (neural spline flows)
 - :mod:`flowlib.autoregressive` MAF and IAF layers on a MADE network
+- :mod:`flowlib.flow`      the Flow class: layers, one-pass ``log_prob``, train/eval switch, save/load
 - :mod:`flowlib.flows`     builders (NICE, RealNVP, spline, MAF/IAF), the one-pass log-density, tracing
 - :mod:`flowlib.recipe`    the headline recipe: architecture and training settings, defined once
 - :mod:`flowlib.train`     maximum-likelihood training with a guard against NaN losses
@@ -40,6 +41,7 @@ _SUBMODULES = (
     "config",
     "data",
     "dequantization",
+    "flow",
     "flows",
     "images",
     "iterate",

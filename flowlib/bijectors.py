@@ -22,8 +22,8 @@ pattern of distrax's ``forward_and_log_det`` and zuko's ``call_and_ladj``). TFP'
 ``_forward``, ``_inverse`` and ``_*_log_det_jacobian`` are derived from them, so each
 layer's formula is written once. :func:`inverse_and_log_det` applies the protocol to any
 layer of a flow, including TFP's plain bijectors (permutations, scalings, shifts, LU
-linear maps), and :func:`flowlib.flows.one_pass_log_prob` builds a flow's log-density
-from it. Other layer kinds live in their own modules: :mod:`flowlib.splines` (neural
+linear maps), and :meth:`Flow.log_prob <flowlib.flow.Flow.log_prob>` builds a flow's
+log-density from it. Other layer kinds live in their own modules: :mod:`flowlib.splines` (neural
 spline coupling) and :mod:`flowlib.autoregressive` (MAF and IAF).
 """
 
@@ -143,7 +143,7 @@ class FlowBijector(tfb.Bijector):
     TFP's ``_forward``, ``_inverse``, ``_forward_log_det_jacobian`` and
     ``_inverse_log_det_jacobian`` are derived from them here. Calling TFP's
     ``inverse`` and then ``inverse_log_det_jacobian`` evaluates the layer twice (TFP
-    asks for them separately); :func:`flowlib.flows.one_pass_log_prob` calls
+    asks for them separately); :meth:`Flow.log_prob <flowlib.flow.Flow.log_prob>` calls
     :meth:`inverse_and_log_det` once per layer instead.
     """
 
@@ -168,9 +168,19 @@ class FlowBijector(tfb.Bijector):
         return self.inverse_and_log_det(y)[1]
 
 
-# TFP bijectors whose ``inverse`` and ``inverse_log_det_jacobian`` are cheap and stateless
-# (no network), so evaluating them separately costs nothing worth saving.
-PLAIN_BIJECTORS = (tfb.Permute, tfb.ScaleMatvecDiag, tfb.ScaleMatvecLU, tfb.Scale, tfb.Shift, tfb.Identity)
+# TFP bijectors whose ``inverse`` and ``inverse_log_det_jacobian`` share no network, so
+# evaluating them separately costs nothing worth saving. tfb.BatchNormalization is here so
+# that hand-built flows with TFP's batch norm (notebook 07) train like any other; its
+# training-mode log-determinant is TFP's, inconsistent with its map (see BatchNormalization).
+PLAIN_BIJECTORS = (
+    tfb.Permute,
+    tfb.ScaleMatvecDiag,
+    tfb.ScaleMatvecLU,
+    tfb.Scale,
+    tfb.Shift,
+    tfb.Identity,
+    tfb.BatchNormalization,
+)
 
 
 def supports_one_pass(bijector: tfb.Bijector) -> bool:

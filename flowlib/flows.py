@@ -1,14 +1,16 @@
 """Builders for flow stacks, and tools to look inside them layer by layer.
 
-A flow here is a ``tfd.TransformedDistribution``: a standard normal *base* over
-``R^dim`` pushed through a ``tfb.Chain`` of bijectors. ``flow.sample`` draws ``z`` from
-the base and applies the chain's ``forward`` (latent to data); ``flow.log_prob(x)``
-applies ``inverse`` and the change-of-variables formula
+Every builder returns a :class:`~flowlib.flow.Flow` (re-exported here as ``flows.Flow``):
+a ``tfd.TransformedDistribution`` with a standard normal *base* over ``R^dim`` pushed
+through the layers. ``flow.sample`` draws ``z`` from the base and applies the layers'
+``forward`` (latent to data); ``flow.log_prob(x)`` undoes them once, from the data side,
+and applies the change-of-variables formula
 
 .. math::  \\log p_X(x) = \\log p_Z(f^{-1}(x)) + \\log|\\det J_{f^{-1}}(x)|.
 
 :func:`layers` lists the bijectors in the order ``forward`` applies them, and
 :func:`trace` follows points through them, which is what the layer-by-layer figures show.
+The functions here also accept a hand-built ``tfd.TransformedDistribution``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from flowlib import bijectors as _bijectors
 from flowlib import validation
 from flowlib.bijectors import ActNorm, AdditiveCoupling, AffineCoupling, BatchNormalization, half_mask
+from flowlib.flow import Flow, _batch_norm_flag, as_flow
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -116,10 +118,10 @@ def standard_normal(dim: int) -> tfd.Distribution:
     return tfd.MultivariateNormalDiag(loc=tf.zeros([dim]), scale_diag=tf.ones([dim]), name="base")
 
 
-def _assemble(forward_layers: list[tfb.Bijector], dim: int, name: str) -> tfd.TransformedDistribution:
-    # tfb.Chain applies its *last* bijector first, so reverse our forward-order list.
-    chain = tfb.Chain(list(reversed(forward_layers)), name=f"{name}_chain")
-    return tfd.TransformedDistribution(distribution=standard_normal(dim), bijector=chain, name=name)
+def _assemble(
+    forward_layers: list[tfb.Bijector], dim: int, name: str, training: tf.Variable | None = None
+) -> Flow:
+    return Flow(forward_layers, standard_normal(dim), training=training, name=name)
 
 
 def _interleave(
@@ -162,7 +164,7 @@ def _stack(
     permutation: str,
     seed: int,
     name: str,
-) -> tfd.TransformedDistribution:
+) -> Flow:
     """:func:`_interleave`'s layers as a flow, with its shared train/eval switch."""
     training = tf.Variable(False, trainable=False, name="training")
     layers = _interleave(
@@ -175,9 +177,7 @@ def _stack(
         normalize_after=normalize_after,
         training=training,
     )
-    flow = _assemble(layers, dim, name)
-    flow._flowlib_training = training  # the shared train/eval switch of its batch-norm layers
-    return flow
+    return _assemble(layers, dim, name, training)
 
 
 def nice(
@@ -188,14 +188,14 @@ def nice(
     permutation: Permutation = "reverse",
     scaling: bool = True,
     seed: int = 0,
-) -> tfd.TransformedDistribution:
+) -> Flow:
     """A NICE flow (Dinh et al., 2014): additive couplings with permutations in between.
 
     Forward order (latent to data): ``coupling_0, permute_0, coupling_1, …,
     coupling_{L-1}`` and, with ``scaling=True``, a final learned diagonal scaling (NICE's
     only non-volume-preserving layer, ``x = exp(s) * h``).
 
-    Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base.
+    Returns a :class:`~flowlib.flow.Flow` over ``R^dim`` with a standard normal base.
     """
     dim, num_layers, hidden_units = _check_dim(dim), _check_layers(num_layers), _check_hidden(hidden_units)
     permutation = validation.choice(permutation, "permutation", PERMUTATIONS)
@@ -241,7 +241,7 @@ def realnvp(
     permutation: Permutation = "reverse",
     max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
     seed: int = 0,
-) -> tfd.TransformedDistribution:
+) -> Flow:
     """A RealNVP flow (Dinh et al., 2017): affine couplings, normalisation and permutations.
 
     Forward order (latent to data), for ``normalize_every=2``::
@@ -272,7 +272,7 @@ def realnvp(
             seed builds an identical flow. An integer from 0 to ``2**31 - 1``; layer
             ``i``'s network is seeded with :func:`layer_seed` ``(seed, i)``.
 
-    Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base.
+    Returns a :class:`~flowlib.flow.Flow` over ``R^dim`` with a standard normal base.
     """
     dim, num_layers, hidden_units, permutation, normalization, seed = _check_stack(
         dim, num_layers, hidden_units, permutation, normalization, seed
@@ -310,7 +310,7 @@ def spline_flow(
     permutation: Permutation = "reverse",
     normalization: Normalization = "none",
     seed: int = 0,
-) -> tfd.TransformedDistribution:
+) -> Flow:
     """A neural spline flow (Durkan et al., 2019): rational-quadratic spline couplings.
 
     Forward order (latent to data): ``spline_coupling_0, permute_0, spline_coupling_1, …``,
@@ -328,7 +328,7 @@ def spline_flow(
         seed: seeds every network's initial weights (and random permutations), an
             integer from 0 to ``2**31 - 1`` (see :func:`layer_seed`).
 
-    Returns a ``TransformedDistribution`` over ``R^dim`` with a standard normal base; a
+    Returns a :class:`~flowlib.flow.Flow` over ``R^dim`` with a standard normal base; a
     fresh one *is* the base distribution (up to the fixed permutations).
     """
     from flowlib.splines import SplineCoupling
@@ -368,7 +368,7 @@ def maf(
     max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE,
     inverse: bool = False,
     seed: int = 0,
-) -> tfd.TransformedDistribution:
+) -> Flow:
     """A masked autoregressive flow (Papamakarios et al., 2017), or with ``inverse=True`` an IAF.
 
     Forward order: ``maf_0, permute_0, maf_1, …`` (``iaf_*`` for IAF). A MAF evaluates
@@ -401,7 +401,7 @@ def maf(
     )
 
 
-def iaf(dim: int = 2, **kwargs) -> tfd.TransformedDistribution:
+def iaf(dim: int = 2, **kwargs) -> Flow:
     """An inverse autoregressive flow: :func:`maf` with ``inverse=True`` (same arguments)."""
     return maf(dim, inverse=True, **kwargs)
 
@@ -410,52 +410,31 @@ def iaf(dim: int = 2, **kwargs) -> tfd.TransformedDistribution:
 def one_pass_log_prob(
     flow: tfd.TransformedDistribution, *, strict: bool = False
 ) -> Callable[[tf.Tensor], tf.Tensor] | None:
-    """A function ``x -> log p(x)`` equal to ``flow.log_prob(x)`` that runs each layer once.
+    """The one-pass ``x -> log p(x)`` of ``flow``: :meth:`Flow.log_prob <flowlib.flow.Flow.log_prob>`.
 
+    For a :class:`~flowlib.flow.Flow` this is ``flow.log_prob``; a hand-built
+    ``TransformedDistribution`` is converted (:func:`as_flow`, same layers and variables).
     ``TransformedDistribution.log_prob`` asks every layer for ``inverse`` and then, in a
-    second walk, for ``inverse_log_det_jacobian``: a coupling's network runs twice.
-    This undoes the layers from the data side with
-    :func:`flowlib.bijectors.inverse_and_log_det` (the layer protocol), adding up the
-    log-determinants as it goes, so every network runs once; the gradient is cheaper too.
+    second walk, for ``inverse_log_det_jacobian``: a coupling's network runs twice; this
+    runs each layer once (:func:`flowlib.bijectors.inverse_and_log_det`).
 
-    Returns None (or, with ``strict=True``, raises ``TypeError``) for a flow it cannot
-    handle: a layer that is neither a flowlib layer nor one of TFP's plain bijectors
-    (:data:`flowlib.bijectors.PLAIN_BIJECTORS`), or a base that is not over vectors.
+    Returns None (or, with ``strict=True``, raises ``TypeError``) for a distribution that
+    cannot be a Flow: a layer that is neither a flowlib layer nor one of TFP's plain
+    bijectors (:data:`flowlib.bijectors.PLAIN_BIJECTORS`), or a base not over vectors.
     ``x``: ``[..., dim]``; the result ``[...]``.
     """
-    chain = layers(flow)
-    reason = None
-    if flow.event_shape.rank != 1 or flow.distribution.event_shape != flow.event_shape:
-        reason = f"the flow's base has event shape {flow.distribution.event_shape}, not that of a vector"
-    else:
-        unknown = [layer for layer in chain if not _bijectors.supports_one_pass(layer)]
-        if unknown:
-            reason = (
-                f"layer {unknown[0].name!r} ({type(unknown[0]).__name__}) has no one-pass inverse "
-                f"(flowlib layers and {', '.join(b.__name__ for b in _bijectors.PLAIN_BIJECTORS)} do)"
-            )
-    if reason is not None:
+    try:
+        return as_flow(flow).log_prob
+    except TypeError:
         if strict:
-            raise TypeError(reason)
+            raise
         return None
-
-    # Not for autograph: the layers have no data-dependent Python control flow, and inside a
-    # user's tf.function converting their source would only cost time (a third of a trace).
-    @tf.autograph.experimental.do_not_convert
-    def log_prob(x: tf.Tensor) -> tf.Tensor:
-        h, log_det = x, tf.zeros(tf.shape(x)[:-1], x.dtype)
-        for layer in reversed(chain):
-            h, layer_log_det = _bijectors.inverse_and_log_det(layer, h)
-            log_det += layer_log_det
-        return flow.distribution.log_prob(h) + log_det
-
-    return log_prob
 
 
 def one_pass_unsupported_reason(flow: tfd.TransformedDistribution) -> str | None:
-    """Why :func:`one_pass_log_prob` cannot handle ``flow``, or None if it can."""
+    """Why ``flow`` cannot be a :class:`~flowlib.flow.Flow` (so has no one-pass density), or None."""
     try:
-        one_pass_log_prob(flow, strict=True)
+        as_flow(flow)
     except TypeError as error:
         return str(error)
     return None
@@ -464,6 +443,8 @@ def one_pass_unsupported_reason(flow: tfd.TransformedDistribution) -> str | None
 # --------------------------------------------------------------------------- inspection
 def layers(flow: tfd.TransformedDistribution) -> list[tfb.Bijector]:
     """The bijectors of ``flow`` in the order ``forward`` applies them (latent to data)."""
+    if isinstance(flow, Flow):
+        return flow.layers
     bijector = flow.bijector
     # tfb.Chain of non-composite bijectors is an instance of a private base class,
     # so we ask for the component list rather than test the type.
@@ -516,6 +497,9 @@ def clear_caches(flow: tfd.TransformedDistribution) -> None:
     a layer's behaviour changes without new inputs (batch norm switched between modes,
     weights restored), those memories are stale.
     """
+    if isinstance(flow, Flow):
+        flow.clear_caches()
+        return
     flow.bijector._cache.clear()
     for layer in layers(flow):
         layer._cache.clear()
@@ -527,16 +511,25 @@ def set_training(flow: tfd.TransformedDistribution, training: bool) -> None:
     Training mode: ``inverse`` normalises with the current batch's statistics and
     updates the moving averages. Evaluation mode (the default of a new flow): both
     directions use the moving averages, so ``log_prob`` is a fixed, normalised density.
-    Flows without batch norm are unaffected.
+    Flows without batch norm are unaffected. For a :class:`~flowlib.flow.Flow` this is
+    ``flow.train(training)``; in a hand-built ``TransformedDistribution`` it sets the flag
+    shared by flowlib's batch-norm layers.
     """
-    flag = getattr(flow, "_flowlib_training", None)
+    training = validation.boolean(training, "training")
+    if isinstance(flow, Flow):
+        flow.train(training)
+        return
+    flag = _batch_norm_flag(layers(flow))
     if flag is not None:
-        flag.assign(validation.boolean(training, "training"))
+        flag.assign(training)
     clear_caches(flow)
 
 
 def is_training(flow: tfd.TransformedDistribution) -> bool:
-    flag = getattr(flow, "_flowlib_training", None)
+    """True if ``flow``'s batch-norm layers are in training mode (``flow.training`` of a Flow)."""
+    if isinstance(flow, Flow):
+        return flow.training
+    flag = _batch_norm_flag(layers(flow))
     return bool(flag.numpy()) if flag is not None else False
 
 

@@ -37,7 +37,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flowlib import validation
-from flowlib.bijectors import MLP, AffineCoupling, initial_kernel
+from flowlib.bijectors import MLP, AffineCoupling, FlowBijector, initial_kernel
+from flowlib.flow import Flow, as_flow
 from flowlib.flows import layer_seed, standard_normal
 
 tfb = tfp.bijectors
@@ -437,7 +438,7 @@ class ConvNet(_ImageNetwork):
 
 
 # --------------------------------------------------------------------------- logit
-class Logit(tfb.Bijector):
+class Logit(FlowBijector):
     """RealNVP's pre-processing: ``z = logit(alpha + (1 - 2 alpha) y)`` for ``y`` in ``[0, 1]``.
 
     ``forward`` (latent -> data) is ``y = (sigmoid(z) - alpha) / (1 - 2 alpha)``; its
@@ -468,6 +469,17 @@ class Logit(tfb.Bijector):
                     f"number of levels), got values from {values.min():g} to {values.max():g}"
                 )
 
+    def forward_and_log_det(self, z):
+        return self._forward(z), self._forward_log_det_jacobian(z)
+
+    def inverse_and_log_det(self, y):
+        self._check_range(y)
+        s = self.alpha + (1.0 - 2.0 * self.alpha) * y
+        log_s, log_one_minus_s = tf.math.log(s), tf.math.log1p(-s)
+        per_pixel = math.log(1.0 - 2.0 * self.alpha) - log_s - log_one_minus_s
+        return log_s - log_one_minus_s, tf.reduce_sum(per_pixel, axis=-1)
+
+    # TFP's methods, each on its own (the protocol's are above).
     def _forward(self, z):
         return (tf.sigmoid(z) - self.alpha) / (1.0 - 2.0 * self.alpha)
 
@@ -492,13 +504,13 @@ class Logit(tfb.Bijector):
 class MultiScale(NamedTuple):
     """A multi-scale flow on the logit side, and what happened at each scale.
 
-    ``flow``: ``tfd.TransformedDistribution`` over ``R^D`` (standard normal base).
+    ``flow``: a :class:`~flowlib.flow.Flow` over ``R^D`` (standard normal base).
     ``exit_scale``: int ``[H, W, C]``, for each pixel position the scale after which its
     coordinate leaves the flow (1, 2, ...; ``num_scales + 1`` for the last, unfactored part).
     ``num_couplings``: the number of coupling layers.
     """
 
-    flow: tfd.TransformedDistribution
+    flow: Flow
     exit_scale: np.ndarray
     num_couplings: int
 
@@ -607,21 +619,17 @@ def multiscale_flow(
     for k in range(final_couplings):
         layers_data_to_latent.append(coupling((h, w, c), checkerboard_mask(h, w, c, parity=k % 2)))
 
-    # tfb.Chain applies its last bijector first on forward (latent -> data), i.e. it applies
-    # the list's first bijector last: the data-to-latent list is already in Chain order.
-    chain = tfb.Chain(layers_data_to_latent, name="multiscale")
-    flow = tfd.TransformedDistribution(standard_normal(total), chain, name="multiscale_flow")
+    flow = Flow(layers_data_to_latent[::-1], standard_normal(total), name="multiscale_flow")
     return MultiScale(flow, exit_scale.reshape(height, width, channels), count)
 
 
-def with_preprocessing(
-    flow: tfd.TransformedDistribution, alpha: float = DEFAULT_ALPHA
-) -> tfd.TransformedDistribution:
+def with_preprocessing(flow: Flow, alpha: float = DEFAULT_ALPHA) -> Flow:
     """The density on ``[0, 1]^D`` of ``Logit(alpha).forward`` applied to samples of ``flow``.
 
-    Same base and same variables as ``flow``: training one trains the other. ``log_prob``
-    of the result is ``flow.log_prob(logit side) + log|dz/dy|``.
+    A :class:`~flowlib.flow.Flow` with ``flow``'s base and layers followed by
+    :class:`Logit` (the same objects and variables: training one trains the other; their
+    batch-norm layers, if any, share one train/eval switch). ``log_prob`` of the result is
+    ``flow.log_prob(logit side) + log|dz/dy|``.
     """
-    flow = validation.flow(flow)
-    chain = tfb.Chain([Logit(alpha), flow.bijector], name="with_logit")
-    return tfd.TransformedDistribution(flow.distribution, chain, name="image_model")
+    flow = as_flow(validation.flow(flow))
+    return Flow([*flow.layers, Logit(alpha)], flow.distribution, name="image_model")

@@ -16,35 +16,30 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flowlib import flows as _flows
 from flowlib import validation
+from flowlib.flow import is_hand_built, log_prob_in_chunks
 
 tfd = tfp.distributions
 
 
-def log_prob(flow: tfd.TransformedDistribution, points, *, batch_size: int = 16384) -> np.ndarray:
+def log_prob(flow: tfd.Distribution, points, *, batch_size: int = 16384) -> np.ndarray:
     """``log q(x)`` for each point in evaluation mode, in batches; ``[num_points]`` float64.
 
-    Batch norm is switched to evaluation mode for the call (and back afterwards), so the
-    result does not depend on which other points share the batch.
+    ``flow``: a :class:`~flowlib.flow.Flow`, a hand-built ``TransformedDistribution``
+    (converted with :func:`flowlib.flows.as_flow`: the same one-pass density, or a
+    ``TypeError`` naming a layer it cannot take), or any other TFP distribution over
+    vectors (a Gaussian baseline), whose own ``log_prob`` is used. Batch norm is switched
+    to evaluation mode for the call (and back afterwards), so the result does not depend
+    on which other points share the batch.
     """
     array = validation.points(points, "points", dim=_flows.event_dim(validation.flow(flow)), min_points=0)
     batch_size = validation.positive_int(batch_size, "batch_size")
-    was_training = _flows.is_training(flow)
-    if was_training:
-        _flows.set_training(flow, False)
-    try:
-        parts = [
-            flow.log_prob(tf.constant(array[i : i + batch_size])).numpy()
-            for i in range(0, len(array), batch_size)
-        ]
-    finally:
-        if was_training:
-            _flows.set_training(flow, True)
-    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+    if is_hand_built(flow):
+        flow = _flows.as_flow(flow)
+    return log_prob_in_chunks(flow, array, batch_size=batch_size)
 
 
 def nll(flow: tfd.TransformedDistribution, points) -> float:

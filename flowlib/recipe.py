@@ -80,7 +80,7 @@ class Recipe:
             object.__setattr__(self, name, value)  # frozen: the checked, plain form
 
     def build(self, dim: int = 2, *, seed: int = 0):
-        """A fresh flow of this architecture over ``R^dim`` (a ``TransformedDistribution``)."""
+        """A fresh flow of this architecture over ``R^dim`` (a :class:`~flowlib.flow.Flow`)."""
         from flowlib import flows
 
         common = dict(

@@ -10,12 +10,12 @@ kept on the device), so Python is not in the inner loop.
 
 Two things make a step cheap on a laptop CPU (``bench/profile.py`` measures each):
 
-- the loss walks the layers once, data to latent, and takes each layer's output and
-  log-determinant from *one* call of its network (:func:`flowlib.flows.one_pass_log_prob`;
-  ``TransformedDistribution.log_prob`` asks a coupling for ``inverse`` and for
-  ``inverse_log_det_jacobian`` separately, which runs the network twice). It is the same
-  number as ``flow.log_prob``; :func:`fit` checks that on the first batch and falls back
-  to ``flow.log_prob``, with a warning, for flows it cannot handle;
+- the loss is :meth:`Flow.log_prob <flowlib.flow.Flow.log_prob>`, which walks the layers
+  once, data to latent, and takes each layer's output and log-determinant from *one* call
+  of its network (TFP's ``TransformedDistribution.log_prob`` asks a coupling for
+  ``inverse`` and for ``inverse_log_det_jacobian`` separately, which runs the network
+  twice). A hand-built ``TransformedDistribution`` is converted to a Flow first
+  (:func:`flowlib.flows.as_flow`), or refused with a ``TypeError`` naming the layer;
 - Adam is applied with TensorFlow's fused kernel, one operation per variable.
 
 The guard: at the start of each call the complete state (weights, batch-norm statistics,
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,6 +39,7 @@ import tensorflow_probability as tfp
 
 from flowlib import flows as _flows
 from flowlib import validation
+from flowlib.flow import Flow, log_prob_in_chunks
 
 tfd = tfp.distributions
 
@@ -195,38 +195,18 @@ def _check_data(flow: tfd.TransformedDistribution, data, name: str, min_points: 
     return validation.points(data, name, dim=_flows.event_dim(flow), min_points=min_points)
 
 
-def _loss_log_prob(flow: tfd.TransformedDistribution, data: np.ndarray, batch_size: int, seed: int):
-    """The log-density the loss uses, after readying ``flow`` on a first seeded batch.
-
-    Initialises unset actnorm layers on that batch and builds lazily created variables.
-    Returns :func:`flowlib.flows.one_pass_log_prob` when every layer supports it and it
-    gives the same numbers as ``flow.log_prob`` on the first points; otherwise
-    ``flow.log_prob`` itself, with a warning (slower, same result).
-    """
+def _ready(flow: Flow, data: np.ndarray, batch_size: int, seed: int) -> None:
+    """Ready ``flow`` for training on a first seeded batch of ``data``: initialise unset
+    actnorm layers on it, and evaluate the density once (eagerly, on 64 points) so that
+    lazily created variables (TFP's batch norm builds its Keras layer on first use) exist
+    before the optimizer lists them."""
     rng = np.random.default_rng(seed)
     first_batch = data[rng.integers(len(data), size=min(len(data), max(batch_size, 1024)))]
     if any(not bool(layer.initialized.numpy()) for layer in _flows.actnorm_layers(flow)):
         _flows.initialize_actnorm(flow, first_batch)
-    _flows.set_training(flow, False)
-    reference = flow.log_prob(first_batch[:64]).numpy()  # also builds lazily created variables
-    one_pass = _flows.one_pass_log_prob(flow)
-    if one_pass is None:
-        reason = _flows.one_pass_unsupported_reason(flow)
-        warnings.warn(
-            f"fit: training with flow.log_prob, slower than the one-pass loss: {reason}", stacklevel=3
-        )
-        return flow.log_prob
-    fused = one_pass(tf.constant(first_batch[:64])).numpy()
-    _flows.clear_caches(flow)
-    if not np.allclose(fused, reference, rtol=1e-4, atol=1e-3 * (1.0 + np.abs(reference).max())):
-        warnings.warn(
-            "fit: the one-pass log-density differs from flow.log_prob on the first batch "
-            f"(largest difference {np.abs(fused - reference).max():.3g}); training with "
-            "flow.log_prob instead (slower)",
-            stacklevel=3,
-        )
-        return flow.log_prob
-    return one_pass
+    flow.train(False)
+    flow.log_prob(first_batch[:64])
+    flow.clear_caches()
 
 
 class _LearningRate:
@@ -272,6 +252,19 @@ def _compile_steps(
     ``autograph=False``: the loop is an explicit ``tf.while_loop`` and nothing else needs
     converting. With autograph on, TensorFlow rewrote the source of every layer method the
     step calls, which took a third of the first call (about 4 s for 8 spline couplings).
+
+    Where the first call goes (issue 21 asked why it costs about twice the loss gradient
+    alone; measured by tracing with ``get_concrete_function`` and then running one step,
+    single runs at load 4-9 on 2 cores, so +-30%): for the default RealNVP (12 couplings)
+    the loss gradient alone traces in 5.2 s and its first run (TensorFlow's graph
+    optimisation, Grappler, plus one step) takes 2.9 s; this step traces in 6.9 s and its
+    first run takes 7.8 s. For the default spline flow: 12.1 + 7.3 s against 15.2 + 9.9 s.
+    The guard's copy of the state (``on_start``) is not the cost (without it: 8.6 + 7.0 s
+    and 10.8 + 10.0 s, within the noise). The difference is the graph around the gradient:
+    ~100 fused Adam updates, the schedule and the batch draw inside a ``tf.while_loop``,
+    traced once (+1.5-3 s) and optimised by Grappler as one larger graph on the first run
+    (+2.5-5 s). Later calls of the same length reuse it (100 steps: 0.9 s). Not cut here:
+    the remaining levers change the numbers (Grappler's rewrites) or the speed of every step.
     """
     variables = optimizer._targets
     data_tensor, num_points = tf.constant(data), len(data)
@@ -373,21 +366,11 @@ class _Progress:
         self.bar.close()
 
 
-def _validator(flow, log_prob, validation_data: np.ndarray) -> Callable[[], float]:
-    """The held-out NLL, compiled and in evaluation mode: the same number as
-    :func:`flowlib.metrics.nll`, without running TFP eagerly over every held-out point."""
-    evaluation_log_prob = tf.function(log_prob, reduce_retracing=True, autograph=False)
-
-    def validation_nll() -> float:
-        _flows.set_training(flow, False)
-        parts = [
-            evaluation_log_prob(tf.constant(validation_data[i : i + 16384])).numpy()
-            for i in range(0, len(validation_data), 16384)
-        ]
-        _flows.set_training(flow, True)
-        return float(-np.mean(np.concatenate(parts).astype(np.float64)))
-
-    return validation_nll
+def _validator(flow: Flow, validation_data: np.ndarray) -> Callable[[], float]:
+    """The held-out NLL in evaluation mode, compiled: the same number as
+    :func:`flowlib.metrics.nll` (the same chunked helper), without eager layer calls."""
+    compiled = tf.function(flow.log_prob, reduce_retracing=True, autograph=False)
+    return lambda: float(-np.mean(log_prob_in_chunks(flow, validation_data, log_prob=compiled)))
 
 
 def _loop(
@@ -456,8 +439,9 @@ def fit(
     """Train ``flow`` by maximum likelihood on ``data`` and return its :class:`History`.
 
     Args:
-        flow: a flow from :mod:`flowlib.flows` (any ``TransformedDistribution`` whose
-            variables are trainable works).
+        flow: a :class:`~flowlib.flow.Flow` (every builder of :mod:`flowlib.flows` returns
+            one); a hand-built ``TransformedDistribution`` of layers a Flow takes is converted
+            (:func:`flowlib.flows.as_flow`, same variables), others are refused (``TypeError``).
         data: points ``[num_points, dim]``, finite.
         steps: number of Adam steps.
         batch_size: points per step, drawn with replacement (seeded).
@@ -487,33 +471,33 @@ def fit(
 
     Batch-norm layers are in training mode during ``fit`` and in evaluation mode after.
 
-    The parts, each usable alone: :func:`_loss_log_prob` (the loss's log-density),
+    The parts, each usable alone: :func:`_ready` (actnorm initialisation, lazy variables),
     :func:`_compile_steps` (the compiled steps), :class:`_Guard` (the rescue),
     :class:`_LearningRate` (the schedule) and :func:`_loop` (calls, budget, progress, history).
     """
-    flow = validation.flow(flow)
+    flow = _flows.as_flow(validation.flow(flow))
     arguments = {k: v for k, v in locals().items() if k not in ("flow", "data", "validation_data")}
     plan = _check_arguments(**arguments)  # every argument but the data (checked next, timed)
     start = time.perf_counter()  # History.seconds and max_seconds count everything from here
     data = _check_data(flow, data, "data")
     if validation_data is not None:
         validation_data = _check_data(flow, validation_data, "validation_data", min_points=1)
-    log_prob = _loss_log_prob(flow, data, plan.batch_size, plan.seed)
+    _ready(flow, data, plan.batch_size, plan.seed)
     optimizer = _Adam(flow.trainable_variables, plan.learning_rate)
     rate = _LearningRate(plan.learning_rate, plan.schedule, plan.steps)
     history = History()
     progress = _Progress(history, plan.steps, plan.progress)
     guard = _Guard(flow, list(flow.variables) + optimizer.variables, rate, plan.max_retries, progress.report)
     call = _compile_steps(
-        log_prob, optimizer, rate, data, plan.batch_size, plan.seed, plan.jit_compile, guard.save
+        flow.log_prob, optimizer, rate, data, plan.batch_size, plan.seed, plan.jit_compile, guard.save
     )
-    validation_nll = None if validation_data is None else _validator(flow, log_prob, validation_data)
-    _flows.set_training(flow, True)
+    validation_nll = None if validation_data is None else _validator(flow, validation_data)
+    flow.train(True)
     try:
         history.steps = _loop(call, guard, rate, plan, progress, start, validation_nll)
     finally:
         progress.close()
-        _flows.set_training(flow, False)
+        flow.train(False)
         _forget_traced_tensors()
     history.learning_rate = float(rate.base.numpy())
     history.seconds = time.perf_counter() - start

@@ -109,7 +109,6 @@ class Case:
     resolution grows with the points); ``log_det_*``: where and how closely the
     log-determinant is compared with autodiff. ``exact``: forward and inverse are exact
     inverses (not so for batch norm in training mode, whose ``inverse`` reads the batch);
-    ``one_pass``: :func:`flowlib.flows.one_pass_log_prob` handles it (it declines others);
     ``checks_coordinates``: refuses points with a wrong number of coordinates itself.
     """
 
@@ -124,7 +123,6 @@ class Case:
     log_det_atol: float = 1e-4
     log_det_rtol: float = 1e-7
     exact: bool = True
-    one_pass: bool = True
     checks_coordinates: bool = True
     volume_preserving: bool = False
     layer: tfb.Bijector | None = field(default=None, repr=False)
@@ -219,7 +217,6 @@ CASES = [
         lambda: images.Logit(0.05),
         None,
         scales=(2.5,),
-        one_pass=False,
         log_det_scale=2.5,
         log_det_atol=1e-3,
         log_det_rtol=1e-4,
@@ -329,12 +326,7 @@ def test_one_pass_log_prob_equals_tfps_log_prob(case):
     layer = case.get()
     dim = case.dim or 64
     flow = tfd.TransformedDistribution(flows.standard_normal(dim), layer)
-    log_prob = flows.one_pass_log_prob(flow)
-    if not case.one_pass:
-        assert log_prob is None
-        with pytest.raises(TypeError, match="no one-pass inverse"):
-            flows.one_pass_log_prob(flow, strict=True)
-        return
+    log_prob = flows.one_pass_log_prob(flow)  # every layer kind has one (tests/test_flow.py: refusals)
     x = tf.identity(layer.forward(latent_points(case, 2.0, n=128, seed=3)))
     expected = flow.log_prob(tf.identity(x)).numpy()
     flows.clear_caches(flow)

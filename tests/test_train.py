@@ -197,7 +197,9 @@ def test_fit_trains_the_steps_it_is_asked_whatever_the_environment(data, monkeyp
     assert history.steps == 60 and len(history.loss) == 60
 
 
-def test_fit_warns_when_it_cannot_take_the_one_pass_loss(data):
+def test_fit_refuses_a_layer_without_one_pass_inverse_and_never_warns(data):
+    """No slower path: a layer a Flow cannot walk is refused before any work, naming the
+    layer and the fix; flowlib's flows and hand-built ones of supported layers train silently."""
     import warnings
 
     import tensorflow as tf
@@ -206,17 +208,24 @@ def test_fit_warns_when_it_cannot_take_the_one_pass_loss(data):
     from flowlib.bijectors import AffineCoupling, half_mask
 
     tfb, tfd = tfp.bijectors, tfp.distributions
+    shift = tf.Variable([0.0, 0.0])
     layers = [
         AffineCoupling(half_mask(2), hidden_units=(8,)),
-        tfb.Shift(tf.Variable([0.0, 0.0])),
+        tfb.Shift(shift),
         tfb.Invert(tfb.Permute([1, 0])),
-    ]  # tfb.Invert: not one of the plain bijectors
+    ]
     flow = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), tfb.Chain(layers[::-1]))
-    with pytest.warns(UserWarning, match="slower.*Invert"):
-        history = train.fit(flow, data, steps=20, steps_per_call=10, progress=False)
-    assert history.steps == 20 and np.all(np.isfinite(history.loss))
+    with pytest.raises(TypeError, match="Invert.*no one-pass inverse.*FlowBijector"):
+        train.fit(flow, data, steps=20, steps_per_call=10, progress=False)
+    np.testing.assert_array_equal(shift.numpy(), [0.0, 0.0])  # nothing trained
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the flowlib builders take the fast path: no warning
+        warnings.simplefilter("error")
+        hand_built = tfd.TransformedDistribution(
+            tfd.MultivariateNormalDiag(tf.zeros(2)), tfb.Chain(layers[1::-1])
+        )
+        history = train.fit(hand_built, data, steps=20, steps_per_call=10, progress=False)
+        assert history.steps == 20 and np.all(np.isfinite(history.loss))
+        assert np.abs(shift.numpy()).max() > 0  # the hand-built flow's own variable moved
         for build in (flows.realnvp, flows.spline_flow, flows.maf):
             train.fit(
                 build(num_layers=2, hidden_units=(8,)), data, steps=10, steps_per_call=10, progress=False
