@@ -5,7 +5,7 @@ from otter.test_files import test_case
 
 OK_FORMAT = False
 name = "11_ex2"
-points = 3
+points = 4
 
 # (n, d, t0, t1, num_steps): forwards, backwards, one step, many steps, shifted intervals
 CASES = [
@@ -61,7 +61,7 @@ def log_density_at_t1(midpoint_with_log_density):
         )
 
 
-@test_case(points=0, hidden=True)
+@test_case(points=1, hidden=True)
 def converges_to_the_linear_flow(midpoint_with_log_density):
     """For v = A x the log-density at t1 is log p(t0) - (t1 - t0) tr A exactly, whatever the steps."""
     A = np.array([[0.2, -1.0, 0.3], [0.7, -0.4, 0.0], [0.1, 0.5, -0.6]])
