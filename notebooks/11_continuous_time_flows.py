@@ -498,3 +498,48 @@ def check_exercise_2(midpoint_with_log_density):
 
 
 check_exercise_2(midpoint_with_log_density)
+
+# %% [markdown]
+# ### Exercise 3: the trace of a Jacobian, from the function alone
+#
+# FFJORD needs $\operatorname{tr}\frac{\partial v}{\partial x}$ at every point. Write
+# `jacobian_trace(f, x)` for a NumPy function `f` that maps `[n, d]` points to `[n, d]`
+# (each output row depends only on the same input row) and points `x`, `[n, d]` in float64:
+# return the trace of the Jacobian of `f` at each point, `[n]`, to within $10^{-6}$. `f` is
+# plain NumPy, so there is no autodiff to call: use finite differences (a central
+# difference $\frac{f_j(x + \epsilon e_j) - f_j(x - \epsilon e_j)}{2\epsilon}$ with
+# $\epsilon$ about $10^{-5}$ is accurate enough), or any other exact method.
+
+# %%
+def jacobian_trace(f, x):
+    x = np.asarray(x, dtype=np.float64)
+    ### BEGIN SOLUTION hint: one coordinate at a time: move every point along e_j both ways and keep only output j
+    eps = 1e-5
+    trace = np.zeros(len(x))
+    for j in range(x.shape[1]):
+        step = np.zeros(x.shape[1])
+        step[j] = eps
+        trace += (f(x + step)[:, j] - f(x - step)[:, j]) / (2 * eps)
+    return trace
+    ### END SOLUTION
+
+
+def check_exercise_3(jacobian_trace):
+    """Random nonlinear maps R^d -> R^d (d = 2, 3, 5) with non-symmetric Jacobians, points off centre."""
+    for seed, (n, d, m) in enumerate([(6, 2, 4), (9, 3, 7), (4, 5, 3)]):
+        rng = np.random.default_rng(310 + seed)
+        W, V, b, c = rng.normal(size=(d, m)), rng.normal(size=(m, d)), rng.normal(size=m), rng.normal(size=d)
+
+        def f(x, W=W, V=V, b=b, c=c):
+            return np.tanh(np.asarray(x) @ W + b) @ V + c * np.asarray(x) ** 2
+
+        x = rng.normal(0.5, 1.5, (n, d))
+        got = np.asarray(jacobian_trace(f, x.copy()), dtype=np.float64)
+        slope = 1 - np.tanh(x @ W + b) ** 2  # [n, m]
+        expected = slope @ np.diag(V @ W) + 2 * x @ c  # sum_j df_j/dx_j, by hand
+        assert got.shape == (n,), f"d = {d}: expected one trace per point, shape ({n},), got {got.shape}"
+        assert np.allclose(got, expected, rtol=0, atol=1e-6), f"d = {d}: wrong trace at some points"
+    print("Exercise 3: correct")
+
+
+check_exercise_3(jacobian_trace)
