@@ -59,6 +59,24 @@ def _is_real(value: Any) -> bool:
     )
 
 
+# Continuous-time flows (flowlib.continuous): fixed-step ODE solvers take at most this many
+# steps per solve; each step evaluates the network four times (RK4) on every point.
+MAX_ODE_STEPS = 10_000
+
+
+def ode_steps(value: Any, name: str = "num_steps") -> int:
+    """Steps of a fixed-step ODE solver: an integer from 1 to :data:`MAX_ODE_STEPS`."""
+    return integer(value, name, minimum=1, maximum=MAX_ODE_STEPS)
+
+
+def ode_tolerance(value: Any, name: str) -> float:
+    """A relative or absolute tolerance of an adaptive ODE solver: a number in ``(0, 1)``."""
+    value = positive_float(value, name)
+    if value >= 1:
+        raise ValueError(f"{name} must be below 1 (a tolerance, e.g. 1e-5), got {value:g}")
+    return value
+
+
 def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer (Python or numpy, not bool) in ``[minimum, maximum]``; returned as ``int``."""
     if not _is_integer(value):
