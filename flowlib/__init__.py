@@ -16,6 +16,7 @@ Topic modules, each readable in one sitting:
 - :mod:`flowlib.checkpoint` save and restore a trained flow
 - :mod:`flowlib.images`    flows on small images: dequantization, bits per dimension, multi-scale flows
 - :mod:`flowlib.dequantization` importance-weighted bits per dimension, variational dequantization
+- :mod:`flowlib.continuous` continuous-time flows: a vector field, FFJORD, flow matching
 - :mod:`flowlib.variational` flows as samplers: the reverse-KL loss and trainer, exact KLs on a grid
 - :mod:`flowlib.validation` one checker per kind of argument, used by every public entry point
 - :mod:`flowlib.widgets`   the layer explorer and the train-your-own-word widget
@@ -39,6 +40,7 @@ _SUBMODULES = (
     "bijectors",
     "checkpoint",
     "config",
+    "continuous",
     "data",
     "dequantization",
     "flow",

@@ -180,6 +180,10 @@ PLAIN_BIJECTORS = (
     tfb.Shift,
     tfb.Identity,
     tfb.BatchNormalization,
+    # A continuous-time flow (flowlib.continuous): TFP solves for the map and its log-determinant
+    # in one augmented ODE solve and caches both (ffjord.py: ``_augmented_inverse`` and
+    # ``BijectorCacheWithGreedyAttrs``), so asking for the second costs no second solve.
+    tfb.FFJORD,
 )
 
 

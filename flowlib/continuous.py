@@ -31,7 +31,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from flowlib import config, validation
+from flowlib import validation
+from flowlib.flow import Flow
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -123,8 +124,9 @@ def continuous_flow(
     num_steps: int = 16,
     rtol: float = 1e-5,
     atol: float = 1e-5,
-) -> tfd.TransformedDistribution:
-    """A continuous normalizing flow: ``N(0, I)`` pushed through ``dx/dt = v(t, x)`` from t=0 to 1.
+) -> Flow:
+    """A continuous normalizing flow (a :class:`~flowlib.flow.Flow` of one layer, TFP's
+    ``tfb.FFJORD``): ``N(0, I)`` pushed through ``dx/dt = v(t, x)`` from t=0 to 1.
 
     ``log_prob(x)`` solves the ODE backwards from ``x`` with the log-determinant as an extra
     state, ``d log|det| / dt = tr(dv/dx)``, computed exactly (TFP's
@@ -151,7 +153,7 @@ def continuous_flow(
         name="ffjord",
     )
     base = tfd.MultivariateNormalDiag(loc=tf.zeros(vector_field.dim), name="base")
-    return tfd.TransformedDistribution(base, bijector, name="continuous_flow")
+    return Flow([bijector], base, name="continuous_flow")
 
 
 def _points(data, dim: int, name: str, min_points: int = 1) -> np.ndarray:
@@ -213,7 +215,6 @@ def fit_flow_matching(
     ``max_seconds`` when that runs out first: the larger fraction counts). Training stops
     after the compiled call of ``steps_per_call`` steps that exceeds ``max_seconds``.
     """
-    steps = config.shortened(steps)  # FAST-SWITCH
     if not isinstance(vector_field, VectorField):
         raise TypeError(
             f"vector_field must be a flowlib.continuous.VectorField, got {type(vector_field).__name__}"

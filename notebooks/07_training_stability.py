@@ -52,7 +52,6 @@ flowlib.config.check_environment()
 import contextlib
 import inspect
 import io
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -685,9 +684,7 @@ print("train.fit:    ", defaults(train.fit, ["batch_size", "learning_rate", "sch
 
 # %%
 guard_flow, _ = post_realnvp(num_layers=4, hidden_units=(32, 32), seed=0)
-# fit warns that TFP's batch norm makes it use flow.log_prob (slower); we know.
-with contextlib.redirect_stdout(io.StringIO()) as guard_messages, warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)
+with contextlib.redirect_stdout(io.StringIO()) as guard_messages:
     guard_history = train.fit(guard_flow, x_train, steps=400, learning_rate=1e-2, schedule="constant",
                               seed=0, steps_per_call=20, progress=False)
 print(guard_messages.getvalue().strip())

@@ -328,8 +328,9 @@ plt.show()
 #
 # Let us check it by counting: we wrap each layer's MADE in a counter and count the
 # network passes per layer that a density evaluation and a sample make, in 2 and in 16
-# dimensions. The density is evaluated two ways: with TFP's `flow.log_prob`, and with
-# `flows.one_pass_log_prob(flow)`, which undoes the layers from the data side with each
+# dimensions. The density is evaluated two ways: with TFP's own walk, `flow.tfp_log_prob`
+# (what `tfd.TransformedDistribution.log_prob` does), and with `flows.one_pass_log_prob(flow)`
+# (the same as flowlib's `flow.log_prob`), which undoes the layers from the data side with each
 # layer's `inverse_and_log_det`, the way `train.fit` computes the loss.
 
 # %%
@@ -360,7 +361,7 @@ def passes_per_layer(flow, action):
 def count_passes(flow, x):
     """Passes per layer of TFP's log_prob, of the one-pass density and of sampling as many points."""
     one_pass = flows.one_pass_log_prob(flow)
-    return (passes_per_layer(flow, lambda: flow.log_prob(x)),
+    return (passes_per_layer(flow, lambda: flow.tfp_log_prob(x)),
             passes_per_layer(flow, lambda: one_pass(x)),
             passes_per_layer(flow, lambda: flow.sample(len(x), seed=1)))
 
@@ -408,9 +409,9 @@ def timed(function, repeats=5):
 
 
 def compiled_speeds(flow, x, num_samples, log_prob=None):
-    """Milliseconds for log_prob(x) (default: flow.log_prob) and for sample(num_samples)
-    (NaN for no samples), each compiled with tf.function."""
-    log_prob = tf.function(log_prob or flow.log_prob)
+    """Milliseconds for log_prob(x) (default: TFP's walk, flow.tfp_log_prob) and for
+    sample(num_samples) (NaN for no samples), each compiled with tf.function."""
+    log_prob = tf.function(log_prob or flow.tfp_log_prob)
     sample = tf.function(lambda: flow.sample(num_samples, seed=1))
     return timed(lambda: log_prob(x)), timed(sample) if num_samples else float("nan")
 

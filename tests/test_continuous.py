@@ -174,3 +174,16 @@ def test_sample_shape_and_finite(random_field):
 def test_bad_arguments_raise_clear_errors(random_field, call, error, words):
     with pytest.raises(error, match=words):
         call(random_field)
+
+
+def test_the_continuous_flow_is_a_flow_whose_one_pass_log_prob_is_tfps(random_field):
+    """continuous_flow returns flowlib's Flow; its log_prob (one augmented solve per point,
+    map and log-determinant together) equals TFP's own TransformedDistribution.log_prob."""
+    from flowlib.flow import Flow
+
+    flow = continuous.continuous_flow(random_field, num_steps=8)
+    assert isinstance(flow, Flow)
+    x = tf.constant(np.random.default_rng(5).normal(1.0, 1.5, size=(33, 2)).astype(np.float32))
+    ours = tf.function(flow.log_prob)(x).numpy()
+    theirs = tf.function(flow.tfp_log_prob)(tf.identity(x)).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)

@@ -41,6 +41,7 @@ TRAINERS: tuple[tuple[str, str], ...] = (
     ("flowlib.iterate", "repeat"),
     ("flowlib.variational", "fit_reverse_kl"),
     ("flowlib.dequantization", "train_jointly"),
+    ("flowlib.continuous", "fit_flow_matching"),
 )
 
 STEP_FRACTION = 0.05  # about 5% of the steps asked for ...
