@@ -1,10 +1,10 @@
-"""Which Adam is fastest inside ``train.fit``: flowlib's ``_Adam`` or one of tf-keras'?
+"""Which Adam is fastest inside ``train.fit``: flowlib's ``Adam`` or one of tf-keras'?
 
 Three optimisers, the same update (betas 0.9 and 0.999, epsilon 1e-7), each driving the
 same compiled training call of ``train.fit`` (the one-pass loss, the NaN guard, 100 steps
 per call) on the headline flow:
 
-- ``fused``: ``train._Adam``, one ``ResourceApplyAdam`` op per variable, nothing else;
+- ``fused``: ``train.Adam``, one ``ResourceApplyAdam`` op per variable, nothing else;
 - ``keras legacy``: ``tf_keras.optimizers.legacy.Adam`` (``apply_gradients``, whose dense
   update is also ``ResourceApplyAdam``, plus the distribution-strategy machinery);
 - ``keras``: ``tf_keras.optimizers.Adam`` (the update spelled out in small ops).
@@ -58,9 +58,9 @@ def main(argv=None) -> None:
 
     from flowlib import recipe, train
 
-    fused = train._Adam
+    fused = train.Adam
     contenders = {
-        "fused (train._Adam)": fused,
+        "fused (train.Adam)": fused,
         "keras legacy Adam": lambda v, lr: _KerasAdam(v, lr, legacy=True),
         "keras Adam": lambda v, lr: _KerasAdam(v, lr, legacy=False),
     }
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
         try:
             for round_index in range(args.rounds):
                 for name, make in contenders.items():
-                    train._Adam = make
+                    train.Adam = make
                     history = train.fit(
                         config.build(seed=0),
                         x_train,
@@ -96,9 +96,9 @@ def main(argv=None) -> None:
                         flush=True,
                     )
         finally:
-            train._Adam = fused
+            train.Adam = fused
         print()
-        reference = statistics.median(rates["fused (train._Adam)"])
+        reference = statistics.median(rates["fused (train.Adam)"])
         for name in contenders:
             median = statistics.median(rates[name])
             print(

@@ -49,7 +49,7 @@ def make_call(flow, x, *, one_pass: bool, fused: bool, jit: bool, batch_size: in
     variables = flow.trainable_variables
     log_prob = flow.log_prob if one_pass else flow.tfp_log_prob  # TFP's two walks per layer
     if fused:
-        optimizer = train._Adam(variables, 1e-3)
+        optimizer = train.Adam(variables, 1e-3)
         apply = optimizer.apply
     else:
         optimizer = tf_keras.optimizers.Adam(1e-3)

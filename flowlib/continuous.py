@@ -33,6 +33,7 @@ import tensorflow_probability as tfp
 
 from flowlib import validation
 from flowlib.flow import Flow
+from flowlib.train import Adam
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -230,10 +231,7 @@ def fit_flow_matching(
     data = tf.constant(_points(data, vector_field.dim, "data", min_points=2))
 
     variables = list(vector_field.trainable_variables)
-    moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in variables]
-    counter = tf.Variable(0.0)
-    rate = tf.Variable(learning_rate)
-    beta1, beta2, epsilon = 0.9, 0.999, 1e-8
+    optimizer = Adam(variables, learning_rate)
 
     @tf.function
     def run(first_step, count):
@@ -247,13 +245,7 @@ def fit_flow_matching(
             t = tf.random.stateless_uniform([batch_size], s3)
             with tf.GradientTape() as tape:
                 loss = _loss(vector_field, x, z, t)
-            grads = tape.gradient(loss, variables)
-            counter.assign_add(1.0)
-            correction = tf.sqrt(1 - beta2**counter) / (1 - beta1**counter)
-            for v, g, (m, s) in zip(variables, grads, moments):
-                m.assign(beta1 * m + (1 - beta1) * g)
-                s.assign(beta2 * s + (1 - beta2) * g**2)
-                v.assign_sub(rate * correction * m / (tf.sqrt(s) + epsilon))
+            optimizer.apply(tape.gradient(loss, variables))
             losses = losses.write(i, loss)
         return losses.stack()
 
@@ -267,7 +259,7 @@ def fit_flow_matching(
             done = max(
                 history.steps / steps, (time.perf_counter() - start) / max_seconds if max_seconds else 0.0
             )
-            rate.assign(learning_rate * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
+            optimizer.learning_rate.assign(learning_rate * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
             count = min(steps_per_call, steps - history.steps)
             losses = run(tf.constant(history.steps, tf.int32), tf.constant(count, tf.int32)).numpy()
             history.loss.extend(float(v) for v in losses)

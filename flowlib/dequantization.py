@@ -34,6 +34,7 @@ from flowlib import flows as _flows
 from flowlib import images as _images
 from flowlib import validation
 from flowlib.bijectors import initial_kernel
+from flowlib.train import Adam
 
 tfd = tfp.distributions
 
@@ -288,27 +289,6 @@ def _fast_log_prob(model: Any):
     return model.log_prob
 
 
-def _adam_step(variables, slots, gradients, learning_rate, t, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-    """Adam (Kingma and Ba, 2015) with TensorFlow's fused kernel, the update ``flowlib.train.fit`` uses."""
-    beta_1, beta_2, epsilon = (tf.constant(c, tf.float32) for c in (beta_1, beta_2, epsilon))
-    beta_1_power, beta_2_power = tf.pow(beta_1, t), tf.pow(beta_2, t)
-    for variable, (m, v), gradient in zip(variables, slots, gradients):
-        if gradient is None:
-            continue
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle,
-            m=m.handle,
-            v=v.handle,
-            beta1_power=beta_1_power,
-            beta2_power=beta_2_power,
-            lr=learning_rate,
-            beta1=beta_1,
-            beta2=beta_2,
-            epsilon=epsilon,
-            grad=tf.convert_to_tensor(gradient),
-        )
-
-
 def train_jointly(
     model: Any,
     dequantizer: VariationalDequantizer | None,
@@ -354,10 +334,7 @@ def train_jointly(
     variables = list(model.trainable_variables)
     if dequantizer is not None:
         variables += list(dequantizer.trainable_variables)
-    slots = [
-        (tf.Variable(tf.zeros_like(v), trainable=False), tf.Variable(tf.zeros_like(v), trainable=False))
-        for v in variables
-    ]
+    optimizer = Adam(variables, learning_rate)
     data = tf.constant(levels.astype(np.int32))
     total = float(steps)
     below_one = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
@@ -376,7 +353,8 @@ def train_jointly(
             y = tf.minimum((tf.cast(x, tf.float32) + u) / float(num_levels), below_one)
             loss = -tf.reduce_mean(log_q(y) - log_r)
         rate = learning_rate * 0.5 * (1.0 + tf.cos(math.pi * tf.cast(step, tf.float32) / total))
-        _adam_step(variables, slots, tape.gradient(loss, variables), rate, tf.cast(step + 1, tf.float32))
+        optimizer.learning_rate.assign(rate)
+        optimizer.apply(tape.gradient(loss, variables))
         return loss
 
     @tf.function(autograph=False)

@@ -87,10 +87,13 @@ class History:
         return sum(event.startswith("rescue") for event in self.events)
 
 
-class _Adam:
+class Adam:
     """Adam (Kingma and Ba, 2015) with TensorFlow's fused kernel, one op per variable.
 
-    The same update as ``tf_keras.optimizers.Adam`` (betas 0.9 and 0.999, epsilon 1e-7):
+    Every flowlib trainer uses it (``fit``, ``variational.fit_reverse_kl``,
+    ``dequantization.train_jointly``, ``continuous.fit_flow_matching``): set
+    ``learning_rate`` (a variable), then ``apply(gradients)``, inside or outside a
+    ``tf.function``. The same update as ``tf_keras.optimizers.Adam`` (betas 0.9 and 0.999, epsilon 1e-7):
     ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
     ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``. Keras spells it out in
     several small operations per variable, which on a CPU costs more than the maths of
@@ -235,7 +238,7 @@ class _LearningRate:
 
 def _compile_steps(
     log_prob,
-    optimizer: _Adam,
+    optimizer: Adam,
     rate: _LearningRate,
     data: np.ndarray,
     batch_size: int,
@@ -483,7 +486,7 @@ def fit(
     if validation_data is not None:
         validation_data = _check_data(flow, validation_data, "validation_data", min_points=1)
     _ready(flow, data, plan.batch_size, plan.seed)
-    optimizer = _Adam(flow.trainable_variables, plan.learning_rate)
+    optimizer = Adam(flow.trainable_variables, plan.learning_rate)
     rate = _LearningRate(plan.learning_rate, plan.schedule, plan.steps)
     history = History()
     progress = _Progress(history, plan.steps, plan.progress)

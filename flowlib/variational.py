@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +37,7 @@ import tensorflow_probability as tfp
 
 from flowlib import flows as _flows
 from flowlib import validation
+from flowlib.train import Adam, History
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -94,45 +94,6 @@ def reverse_kl_loss(
 
 
 # --------------------------------------------------------------------------- training
-@dataclass
-class History:
-    """What happened during :func:`fit_reverse_kl`.
-
-    Attributes:
-        loss: the reverse-KL loss ``E_q[log q - log p~]`` (nats) of every kept step.
-        events: notes of every rescue (non-finite loss or weights) and of a stop.
-        learning_rate: the base learning rate at the end (halved once per rescue).
-        steps: steps kept; seconds: wall-clock time of the call, compilation included.
-        stopped: True if training ended early because the rescues were spent.
-        times: seconds since the start at the end of each kept call (the first includes
-            the compilation); differences of neighbours give the step rate.
-    """
-
-    loss: list[float] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
-    learning_rate: float = float("nan")
-    steps: int = 0
-    seconds: float = 0.0
-    stopped: bool = False
-    times: list[float] = field(default_factory=list)
-
-    @property
-    def rescues(self) -> int:
-        """How many times the guard restored the weights after a non-finite loss."""
-        return sum(event.startswith("rescue") for event in self.events)
-
-
-def _adam_step(variables, gradients, moments, learning_rate, t):
-    """One Adam update (Kingma and Ba, 2015; betas 0.9, 0.999, epsilon 1e-7) of ``variables``."""
-    correction = tf.sqrt(1.0 - 0.999**t) / (1.0 - 0.9**t)
-    for variable, gradient, (m, v) in zip(variables, gradients, moments):
-        if gradient is None:
-            continue
-        m.assign(0.9 * m + 0.1 * gradient)
-        v.assign(0.999 * v + 0.001 * tf.square(gradient))
-        variable.assign_sub(learning_rate * correction * m / (tf.sqrt(v) + 1e-7))
-
-
 def fit_reverse_kl(
     flow: tfd.TransformedDistribution,
     log_unnormalized_density: LogDensity,
@@ -145,7 +106,7 @@ def fit_reverse_kl(
     max_retries: int = 4,
     progress: bool = True,
 ) -> History:
-    """Train ``flow`` to sample from ``p ∝ exp(log_unnormalized_density)``; return a :class:`History`.
+    """Train ``flow`` to sample from ``p ∝ exp(log_unnormalized_density)``; return a :class:`flowlib.train.History`.
 
     Args:
         flow: a flow from :mod:`flowlib.flows` (an IAF or a coupling flow samples and
@@ -188,8 +149,8 @@ def fit_reverse_kl(
             f"shape {tuple(probe.shape)}"
         )
 
-    moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in variables]
-    state = variables + [m for pair in moments for m in pair]
+    optimizer = Adam(variables, learning_rate)
+    state = variables + optimizer.variables
     backups = [tf.Variable(v.read_value(), trainable=False) for v in state]
     base_rate = tf.Variable(learning_rate, trainable=False)
     total = tf.constant(float(steps))
@@ -201,7 +162,8 @@ def fit_reverse_kl(
         gradients = tape.gradient(loss, variables)
         t = tf.cast(i, tf.float32) + 1.0
         rate = base_rate * 0.5 * (1.0 + tf.cos(np.pi * tf.minimum(t - 1.0, total) / total))
-        _adam_step(variables, gradients, moments, rate, t)
+        optimizer.learning_rate.assign(rate)
+        optimizer.apply(gradients)
         return loss
 
     @tf.function

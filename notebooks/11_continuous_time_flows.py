@@ -51,6 +51,7 @@ except ModuleNotFoundError:
 flowlib.config.check_environment()
 
 # %%
+import functools
 import time
 
 import matplotlib.pyplot as plt
@@ -295,7 +296,7 @@ models = {"spline flow (headline)": (spline, spline_history),
 table = {}
 for name, (model, history) in models.items():
     log_prob = tf.function(model.log_prob)
-    sample = tf.function(lambda model=model: model.sample(10_000, seed=2))
+    sample = tf.function(functools.partial(model.sample, 10_000, seed=2))
     neg_log_q = np.concatenate([-log_prob(tf.constant(x_test[i:i + 5000])).numpy() for i in range(0, len(x_test), 5000)])
     table[name] = dict(gap=neg_log_q.mean() - ENTROPY, se=neg_log_q.std(ddof=1) / np.sqrt(len(neg_log_q)),
                        steps=history.steps, seconds=history.seconds,

@@ -233,13 +233,13 @@ def test_fit_refuses_a_layer_without_one_pass_inverse_and_never_warns(data):
 
 
 def test_fused_adam_matches_the_reference_update():
-    """train._Adam (fused ResourceApplyAdam) against Adam written out in float64 numpy."""
+    """train.Adam (fused ResourceApplyAdam) against Adam written out in float64 numpy."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
     start = rng.standard_normal((3, 4)).astype(np.float32)
     variable = tf.Variable(start)
-    optimizer = train._Adam([variable], 0.01)
+    optimizer = train.Adam([variable], 0.01)
     w, m, v = start.astype(np.float64), np.zeros((3, 4)), np.zeros((3, 4))
     for t in range(1, 7):
         gradient = rng.standard_normal((3, 4)).astype(np.float32)
@@ -271,7 +271,7 @@ def test_fit_owns_its_defaults_and_the_affine_recipe_states_the_same():
 
 
 def _parts(flow, learning_rate=0.01, schedule="constant", steps=10):
-    optimizer = train._Adam(flow.trainable_variables, learning_rate)
+    optimizer = train.Adam(flow.trainable_variables, learning_rate)
     rate = train._LearningRate(learning_rate, schedule, steps)
     return optimizer, rate
 
