@@ -8,7 +8,7 @@ at a time:
   (``flow.tfp_log_prob``) and ``tf_keras.optimizers.Adam`` (fit before the optimisation);
 - ``one-pass + keras Adam``: the loss from ``flow.log_prob``, the Flow's one pass (each
   coupling network evaluated once per layer instead of twice);
-- ``log_prob + fused Adam``: ``train._Adam`` (one fused ``ResourceApplyAdam`` op per
+- ``log_prob + fused Adam``: ``train.Adam`` (one fused ``ResourceApplyAdam`` op per
   variable);
 - ``one-pass + fused Adam``: both, which is what ``fit`` does now;
 - ``... + XLA``: the same with ``jit_compile=True`` (fit's option);
