@@ -46,6 +46,7 @@ TRAINERS: tuple[tuple[str, str], ...] = (
 
 STEP_FRACTION = 0.05  # about 5% of the steps asked for ...
 MIN_STEPS = 20  # ... but at least min(steps, 20)
+MIN_SECONDS = 1.0  # a time budget (max_seconds) shrinks by the same fraction, to at least 1 s
 
 
 def enabled(environ: dict[str, str] | None = None) -> bool:
@@ -79,8 +80,15 @@ def under_ci(environ: dict[str, str] | None = None) -> bool:
     return (os.environ if environ is None else environ).get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+def shortened_seconds(seconds: float) -> float:
+    """A wall-clock budget in fast mode: the same fraction as the steps, at least 1 s: 25 -> 1.25."""
+    return min(seconds, max(MIN_SECONDS, seconds * STEP_FRACTION))
+
+
 def shortening(trainer: Callable) -> Callable:
-    """``trainer`` with its ``steps`` argument (given or default) replaced by :func:`shortened`.
+    """``trainer`` with its ``steps`` argument (given or default) replaced by :func:`shortened`,
+    and a wall-clock budget ``max_seconds``, where it takes one and is given one, by
+    :func:`shortened_seconds` (a notebook that races models for 25 s races them for 1.25).
 
     Arguments the trainer would reject (a bad ``steps``, an unknown keyword) are passed on
     unchanged, so the library's own error names the value the notebook gave.
@@ -99,6 +107,9 @@ def shortening(trainer: Callable) -> Callable:
         steps = bound.arguments["steps"]
         if isinstance(steps, numbers.Integral) and not isinstance(steps, bool) and steps > 0:
             bound.arguments["steps"] = shortened(int(steps))
+        seconds = bound.arguments.get("max_seconds")
+        if isinstance(seconds, numbers.Real) and not isinstance(seconds, bool) and seconds > 0:
+            bound.arguments["max_seconds"] = shortened_seconds(float(seconds))
         return trainer(*bound.args, **bound.kwargs)
 
     shortened_trainer.__flowlib_fast_mode__ = True
