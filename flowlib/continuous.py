@@ -270,6 +270,8 @@ def fit_flow_matching(
                 raise FloatingPointError(f"fit_flow_matching: non-finite loss by step {history.steps}")
             if max_seconds is not None and time.perf_counter() - start > max_seconds:
                 history.stopped = history.steps < steps
+                bar.total = history.steps  # the budget is spent: the bar ends full at what ran
+                bar.refresh()
                 break
     finally:
         bar.close()

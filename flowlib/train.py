@@ -365,6 +365,11 @@ class _Progress:
         self.bar.update(count)
         self.bar.set_postfix(nll=f"{losses.mean():.3f}")
 
+    def finish_at(self, steps: int) -> None:
+        """Training ends at ``steps`` (a spent time budget): the bar ends full at what ran."""
+        self.bar.total = steps
+        self.bar.refresh()
+
     def close(self) -> None:
         self.bar.close()
 
@@ -417,6 +422,7 @@ def _loop(
         ):
             history.stopped = True
             progress.report(f"stopped at step {step}: the time budget of {plan.max_seconds:g} s is spent")
+            progress.finish_at(step)
             break
     return step
 

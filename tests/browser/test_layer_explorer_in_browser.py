@@ -48,6 +48,9 @@ def free_port() -> int:
 def lab(tmp_path_factory):
     port, token = free_port(), "flowlib-browser-test"
     home = tmp_path_factory.mktemp("jupyter-home")
+    # A copy of notebooks/: JupyterLab saves what it opens, and the checkout must not change.
+    served = tmp_path_factory.mktemp("served") / "notebooks"
+    shutil.copytree(ROOT / "notebooks", served)
     env = dict(
         harness.kernel_environment(fast=True),  # the lab's kernels: the harness installed, fast
         TF_CPP_MIN_LOG_LEVEL="2",
@@ -64,7 +67,7 @@ def lab(tmp_path_factory):
             "--ip=127.0.0.1",
             f"--port={port}",
             f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={ROOT / 'notebooks'}",
+            f"--ServerApp.root_dir={served}",
             "--ServerApp.open_browser=False",
             "--allow-root",
             "--LabApp.news_url=None",
