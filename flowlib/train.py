@@ -394,10 +394,17 @@ def _loop(
     budget is spent; records losses, times, validation and a stop in ``progress.history``.
     Returns the number of steps kept."""
     history, step = progress.history, 0
+    loop_start = time.perf_counter()
+    # schedule_by_time: the cosine runs over the budget left once the set-up (checks, actnorm,
+    # lazy variables) is done, and the first call always starts it at the peak rate. Measured
+    # from `start` instead, a set-up that ate the budget gave one call at rate 0: steps counted,
+    # nothing learnt (seen in notebook 11 on a loaded machine).
+    budget_left = None if plan.max_seconds is None else plan.max_seconds - (loop_start - start)
     while step < plan.steps:
         count = min(plan.steps_per_call, plan.steps - step)
         if plan.schedule_by_time:
-            rate.time_fraction.assign(min(1.0, (time.perf_counter() - start) / plan.max_seconds))
+            spent = time.perf_counter() - loop_start
+            rate.time_fraction.assign(0.0 if step == 0 or budget_left <= 0 else min(1.0, spent / budget_left))
         losses, weights_finite = call(tf.constant(step, tf.int32), tf.constant(count, tf.int32))
         losses = losses.numpy()
         verdict = guard.judge(losses, bool(weights_finite.numpy()), step, plan.steps)
@@ -474,8 +481,10 @@ def fit(
             training losses of that call (e.g. for a live loss plot).
         schedule_by_time: with ``max_seconds``, let the cosine schedule run over the time
             budget: each call uses the larger of the fraction of ``steps`` done and the
-            fraction of ``max_seconds`` spent, so the rate reaches 0 when the time is up
-            even when the step rate is not known in advance (pass a generous ``steps``).
+            fraction spent of the budget left when training starts (after the checks and
+            set-up), so the rate reaches 0 when the time is up even when the step rate is
+            not known in advance (pass a generous ``steps``). The first call always runs at
+            the peak rate, so a budget already spent by the set-up still trains one call.
             The batches stay seeded, but the steps taken depend on the machine's speed.
 
     Batch-norm layers are in training mode during ``fit`` and in evaluation mode after.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -358,3 +360,34 @@ def test_the_loop_alone_retries_keeps_and_stops_as_the_guard_says():
     assert calls == [(0, 20), (20, 20), (20, 20), (40, 10)]
     assert step == 40 and history.stopped
     assert history.loss == [1.0] * 20 + [3.0] * 20 and len(history.times) == 2
+
+
+def test_a_time_budget_spent_by_the_set_up_still_trains_one_call_at_the_peak_rate(data):
+    """schedule_by_time with a budget already spent before the loop: the first call must run
+    at the peak rate (it used to run at rate 0: steps counted, weights unchanged)."""
+    fractions = []
+    rate = train._LearningRate(0.1, "cosine", 1000)
+
+    def call(first_step, num_steps):
+        fractions.append(float(rate.time_fraction.numpy()))
+        return tf.fill([num_steps], 1.0), tf.constant(True)
+
+    class Guard:
+        def judge(self, losses, weights_finite, step, steps):
+            return "keep"
+
+    plan = train._check_arguments(
+        steps=1000, batch_size=8, learning_rate=0.1, schedule="cosine", seed=0, steps_per_call=10, max_retries=4,
+        max_seconds=1.0, jit_compile=False, progress=False, schedule_by_time=True, callback=None,
+    )  # fmt: skip
+    history = train.History()
+    start = time.perf_counter() - 5.0  # the set-up took 5 s of a 1 s budget
+    step = train._loop(call, Guard(), rate, plan, train._Progress(history, 1000, False), start=start)
+    assert fractions == [0.0] and step == 10 and history.stopped
+
+    flow = flows.realnvp(num_layers=2, hidden_units=(8,), normalization="none", seed=0)
+    before = [v.numpy().copy() for v in flow.trainable_variables]
+    history = train.fit(flow, data, steps=1000, steps_per_call=10, max_seconds=1e-6, schedule_by_time=True,
+                        progress=False)  # fmt: skip
+    assert history.steps == 10 and history.stopped
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, flow.trainable_variables))
