@@ -64,6 +64,48 @@ def test_log_det_matches_autodiff_of_the_ode_map(random_field):
     np.testing.assert_allclose(log_det.numpy(), expected, atol=2e-3)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_exact_trace_is_the_jacobian_diagonal_and_tfps(compiled):
+    """continuous.exact_trace against autodiff's full Jacobian and TFP's trace_jacobian_exact,
+    in 3-D (no symmetry between coordinates), eagerly and compiled, with its gradient too."""
+    import tensorflow_probability as tfp
+
+    field = continuous.VectorField(dim=3, hidden_units=(8,), seed=1)
+    perturb(field, scale=0.5, seed=2)
+    x = tf.constant(np.random.default_rng(3).normal(size=(7, 3)).astype(np.float32))
+
+    def both(x):
+        state = (x, tf.zeros(7))
+        ours = continuous.exact_trace(field, None, None)(0.4, state)
+        tfps = tfp.bijectors.ffjord.trace_jacobian_exact(field, None, None)(0.4, state)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            v = field(0.4, x)
+        diagonal = tf.linalg.diag_part(tape.batch_jacobian(v, x))
+        return ours, tfps, v, diagonal
+
+    (ours_v, ours_diag), (_, tfps_diag), v, diagonal = (tf.function(both) if compiled else both)(x)
+    assert np.abs(diagonal.numpy()).min() > 1e-4, "the field should have a non-trivial diagonal"
+    np.testing.assert_allclose(ours_v.numpy(), v.numpy(), atol=1e-6)
+    np.testing.assert_allclose(ours_diag.numpy(), diagonal.numpy(), atol=1e-5)
+    np.testing.assert_allclose(ours_diag.numpy(), np.reshape(tfps_diag.numpy(), (7, 3)), atol=1e-5)
+
+    def trace_gradient(trace_fn):
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(trace_fn(field, None, None)(0.4, (x, tf.zeros(7)))[1] ** 2)
+        return tape.gradient(total, field.trainable_variables)
+
+    ours, tfps = (
+        trace_gradient(continuous.exact_trace),
+        trace_gradient(tfp.bijectors.ffjord.trace_jacobian_exact),
+    )
+    assert [a is None for a in ours] == [b is None for b in tfps]  # the last bias does not move the diagonal
+    assert sum(a is not None for a in ours) >= 3
+    for a, b in zip(ours, tfps):
+        if a is not None:
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
 def test_fixed_step_and_adaptive_solvers_agree(trained_field):
     target, field = trained_field
     y = target.sample(50, seed=3)
