@@ -8,7 +8,8 @@ by TFP's ``TransformedDistribution.log_prob``; points with the wrong number of
 coordinates and bad constructor arguments are refused with an error that names them.
 (normflows' ``FlowTest`` does the same over its flows.) A test at the end checks that
 the table names every bijector class flowlib defines, so a new layer kind cannot be
-added without meeting the contract.
+added without meeting the contract; TFP's FFJORD, the layer flowlib.continuous builds,
+has its row too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from flowlib import autoregressive, bijectors, flows, images, splines
+from flowlib import autoregressive, bijectors, continuous, flows, images, splines
 from flowlib.autoregressive import IAF, MADE, MAF
 from flowlib.bijectors import MLP, ActNorm, AdditiveCoupling, AffineCoupling, BatchNormalization, half_mask
 from flowlib.splines import SplineCoupling
@@ -80,6 +81,17 @@ def image_coupling(kind, shape, mask, seed=0):
     for variable in layer.trainable_variables:  # not the identity (the last layer starts at zero)
         variable.assign(0.3 * np.random.default_rng(seed).standard_normal(variable.shape).astype(np.float32))
     return layer
+
+
+def ffjord_layer():
+    """``tfb.FFJORD`` as :func:`flowlib.continuous.continuous_flow` builds it (exact trace,
+    RK4), on a random field. Its inverse and log-det are exact up to the solver's error
+    (RK4 with 8 steps: about 2e-6 here, with points moved by up to 4), hence its tolerances."""
+    field = continuous.VectorField(dim=2, hidden_units=(16,), seed=5)
+    rng = np.random.default_rng(5)
+    for variable in field.variables:  # the last layer starts at zero: the flow would be the identity
+        variable.assign(variable + 0.4 * rng.standard_normal(variable.shape).astype(np.float32))
+    return continuous.continuous_flow(field, num_steps=8).bijector
 
 
 def autodiff_log_det(function, x):
@@ -210,6 +222,18 @@ CASES = [
     Case("iaf-4d", "iaf", lambda: IAF(4, random_made(4, 7), max_log_scale=None), 4, **STRICT),
     # learned linear mixing (flows.lu_linear: TFP's ScaleMatvecLU, which checks shapes its own way)
     Case("lu-3d", "lu", lambda: lu_layer(3, 8), 3, checks_coordinates=False, **STRICT),
+    # continuous-time flows (continuous.py): TFP's FFJORD, which checks shapes its own way
+    Case(
+        "ffjord",
+        "ffjord",
+        ffjord_layer,
+        2,
+        scales=(2.0,),
+        atol=2e-5,
+        log_det_atol=5e-5,
+        log_det_rtol=0.0,
+        checks_coordinates=False,
+    ),
     # image layers (images.py); Logit acts on any number of coordinates (64 here)
     Case(
         "logit",
@@ -411,6 +435,18 @@ BAD_ARGUMENTS = {
         (lambda: images.Squeeze(4, 4, num_coordinates=15), ValueError, "num_coordinates"),
     ],
     "unsqueeze": [(lambda: images.Unsqueeze(4, 5), ValueError, "even height and width")],
+    "ffjord": [
+        (lambda: continuous.VectorField(0), ValueError, "dim"),
+        (lambda: continuous.VectorField(2, hidden_units=(0,)), ValueError, "hidden_units"),
+        (lambda: continuous.continuous_flow("a field"), TypeError, "vector_field"),
+        (lambda: continuous.continuous_flow(continuous.VectorField(2), num_steps=0), ValueError, "num_steps"),
+        (lambda: continuous.continuous_flow(continuous.VectorField(2), solver="euler"), ValueError, "solver"),
+        (
+            lambda: continuous.continuous_flow(continuous.VectorField(2), solver="dopri", rtol=2.0),
+            ValueError,
+            "rtol",
+        ),
+    ],
     "image-coupling": [
         (lambda: images.ConvNet(8, 8, 1, np.ones(63, bool)), ValueError, "64 entries"),
         (lambda: images.DenseNet(8, 8, 1, np.ones(128, bool)), ValueError, "64 entries"),
@@ -435,7 +471,7 @@ def test_the_table_covers_every_layer_kind():
     kinds = {case.kind for case in CASES}
     assert kinds == set(BAD_ARGUMENTS), "a layer kind without constructor checks, or the reverse"
     in_table = {type(case.get()) for case in CASES}
-    for module in (bijectors, splines, autoregressive, images, flows):
+    for module in (bijectors, splines, autoregressive, images, flows, continuous):
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ != module.__name__ or not issubclass(cls, tfb.Bijector):
                 continue
