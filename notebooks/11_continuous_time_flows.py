@@ -219,11 +219,11 @@ ffjord = tfd.TransformedDistribution(
     bijector=tfb.FFJORD(state_time_derivative_fn=ffjord_field,
                         ode_solve_fn=continuous.rk4_solver(num_steps=4),
                         trace_augmentation_fn=exact_trace))
-same = continuous.continuous_flow(ffjord_field, num_steps=4)
+same = continuous.continuous_flow(ffjord_field, num_steps=4)  # the same flow (checked once trained)
+ffjord_log_prob = tf.function(ffjord.log_prob)
 points = tf.constant(x_test[:256])
-np.testing.assert_allclose(tf.function(ffjord.log_prob)(points), tf.function(same.log_prob)(points), atol=1e-5)
 print(f"{len(ffjord.trainable_variables)} weight tensors; a new field is zero, so the flow is the base: "
-      f"mean log q on the word {tf.reduce_mean(tf.function(ffjord.log_prob)(points)).numpy():.3f}")
+      f"mean log q on the word {tf.reduce_mean(ffjord_log_prob(points)).numpy():.3f}")
 
 # %% [markdown]
 # **The cost of one ODE solve.** Each RK4 step evaluates the field 4 times, and each
@@ -252,7 +252,6 @@ def ffjord_gradient(x):
 
 
 batch = tf.constant(x_train[:256])
-ffjord_log_prob = tf.function(ffjord.log_prob)
 solve_ms = timed(lambda: ffjord_log_prob(batch))
 gradient_ms = timed(lambda: ffjord_gradient(batch))
 print(f"one ODE solve with the trace, 256 points, 4 RK4 steps (16 field evaluations): {solve_ms:.1f} ms; "
@@ -273,6 +272,8 @@ ffjord_history = train.fit(ffjord, x_train, steps=2000, batch_size=256, learning
                            steps_per_call=25, max_seconds=BUDGET, schedule_by_time=True)
 print(f"FFJORD: {ffjord_history.steps} steps in {ffjord_history.seconds:.0f} s, "
       f"final training NLL {np.mean(ffjord_history.loss[-25:]):.3f} nats")
+# The field has moved: the TFP flow and flowlib's builder still give the same densities.
+np.testing.assert_allclose(ffjord_log_prob(points), tf.function(same.log_prob)(points), atol=1e-4)
 
 # %% [markdown]
 # ## 3. Flow matching: a regression instead of an ODE solve
