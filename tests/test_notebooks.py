@@ -264,7 +264,9 @@ EXERCISE = """def f(x):
     return 2 * x
     ### END SOLUTION
 
-{checks}"""
+{checks}
+assert flowlib.config.REF != "patched", "a planted answer's change to flowlib outlived it"
+"""
 
 PLANTED = """- block: 1
   hidden: ex1
@@ -279,6 +281,9 @@ PLANTED = """- block: 1
       return x / 2
   cheats:
     hard_coded: |
+      return {1: 2, 3: 6}[x]
+    patches_flowlib: |
+      flowlib.config.REF = "patched"
       return {1: 2, 3: 6}[x]
   right:
     sum_of_two: |
@@ -301,7 +306,9 @@ def doubles(f):
 def test_the_exercise_plugin_fails_a_cell_whose_checks_miss_a_planted_answer(tmp_path):
     """tools/pytest_exercises.py under nbval: a wrong answer the public checks or the hidden
     tests let through, and a blank the checks swallow, each fail the exercise cell; strict
-    checks pass, and so does the real solution of every case (nbval runs it)."""
+    checks pass, and so does the real solution of every case (nbval runs it). A planted answer
+    that changes flowlib (``patches_flowlib``) is undone before the next variant and the real
+    cell run."""
     strict = "assert f(1) == 2 and f(3) == 6 and f(-5) == -10"
     hidden_strict = "assert [f(v) for v in (0.5, 7, -11)] == [1.0, 14, -22]"
     cases = {  # name: (public checks, hidden test)
@@ -315,7 +322,7 @@ def test_the_exercise_plugin_fails_a_cell_whose_checks_miss_a_planted_answer(tmp
     for name, (checks, hidden) in cases.items():
         notebook = nbformat.v4.new_notebook(
             cells=[
-                nbformat.v4.new_code_cell("import math"),
+                nbformat.v4.new_code_cell("import math\nimport flowlib.config"),
                 nbformat.v4.new_code_cell(EXERCISE.format(checks=checks)),
             ]
         )

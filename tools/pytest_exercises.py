@@ -9,8 +9,10 @@ fail the cell's own checks and the exercise's hidden tests (``tests/grading/NN_n
 what a teacher grades with); a shortcut must fail the hidden tests; a right answer written
 differently must pass both. Then nbval runs the real cell, which must pass, and the hidden
 tests must pass on it. A variant that does not behave as it must fails that cell's test, with
-the variant named. So each notebook is executed once, and the student copies' blanks, the
-checks' teeth and the hidden tests are proved on the way.
+the variant named. A variant that replaces a flowlib function (a shortcut may swap
+``train.fit`` for a longer training) is undone before the next one runs. So each notebook is
+executed once, and the student copies' blanks, the checks' teeth and the hidden tests are
+proved on the way.
 """
 
 from __future__ import annotations
@@ -65,6 +67,25 @@ def _run_in_kernel(kernel, source: str, timeout: float) -> tuple[str, str] | Non
     return (content["ename"], content["evalue"]) if content["status"] == "error" else None
 
 
+# A planted answer may replace a flowlib function (a shortcut that swaps ``train.fit`` for a
+# longer training, say); the attributes of flowlib's modules are saved before a cell's
+# variants and put back after each one, so that no variant changes what the next one, or the
+# notebook's own cell, runs.
+_SAVE_FLOWLIB = """
+import sys as _exercise_sys
+_exercise_saved_flowlib = {
+    _name: dict(vars(_module)) for _name, _module in list(_exercise_sys.modules.items())
+    if _name == "flowlib" or _name.startswith("flowlib.")
+}
+"""
+_RESTORE_FLOWLIB = """
+for _name, _saved in _exercise_saved_flowlib.items():
+    for _key, _value in _saved.items():
+        if vars(_exercise_sys.modules[_name]).get(_key) is not _value:
+            setattr(_exercise_sys.modules[_name], _key, _value)
+"""
+
+
 def _entries_of_cell(item) -> list[dict]:
     """The yaml entries of this cell's solution blocks (the notebook's are loaded once)."""
     notebook = item.parent
@@ -100,6 +121,7 @@ def pytest_runtest_call(item: pytest.Item):
     first_failure = {name: grading.hidden_runner(path, first_failure=True) for name, path in paths.items()}
     hidden_of = {entry["block"]: entry["hidden"] for entry in entries}
     problems = []
+    _run_in_kernel(kernel, _SAVE_FLOWLIB, timeout)
     for label, source, kind, expected, block in exercises.planted_variants(cell.source, entries):
         error = _run_in_kernel(kernel, source, timeout)
         if kind == "blank":
@@ -120,6 +142,8 @@ def pytest_runtest_call(item: pytest.Item):
             )
         if kind != "right" and hidden is None:
             problems.append(f"{label}: a wrong answer passed the hidden tests")
+        if (error := _run_in_kernel(kernel, _RESTORE_FLOWLIB, timeout)) is not None:
+            problems.append(f"{label}: flowlib could not be put back: {_outcome(error)}")
     result = yield  # the real solution, run by nbval
     for name, runner in runners.items():
         hidden = _run_in_kernel(kernel, runner, timeout)

@@ -1,6 +1,8 @@
 """Hidden tests for notebook 04, exercise 3: the trained word_flow is a NICE flow that beats its floor on fresh points."""
 
+import inspect
 import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow_probability as tfp
@@ -36,6 +38,37 @@ def _floor(target):
         + 0.5 * np.log(2 * np.pi * np.e * v)
         - np.log(np.count_nonzero(target.ink) * delta**2)
     )
+
+
+def _replaced_functions(module_name):
+    """The module-level functions of flowlib's ``module_name`` whose code, in this kernel, is
+    not the code of the module's file: a submission that replaced ``train.fit`` (to train
+    longer than the budget, say) shows here. The test harness's fast-mode wrapper
+    (tests/harness/fast_mode.py) is looked through."""
+    module = sys.modules[module_name]
+    source = Path(module.__file__).read_text()
+    compiled = compile(source, module.__file__, "exec")
+    on_disk = {const.co_name: const for const in compiled.co_consts if inspect.iscode(const)}
+    harness = sys.modules.get("flowlib_test_harness_fast_mode")
+    harness_file = Path(harness.__file__).resolve() if harness is not None else None
+    replaced = []
+    for name, code in on_disk.items():
+        current = getattr(module, name, None)
+        if inspect.isclass(current):
+            continue
+        if getattr(current, "__flowlib_fast_mode__", False) and harness_file is not None:
+            if Path(inspect.getfile(current)).resolve() == harness_file:
+                current = current.__wrapped__
+        found = getattr(current, "__code__", None)
+        if found is None or (found.co_code, found.co_consts) != (code.co_code, code.co_consts):
+            replaced.append(name)
+    return replaced
+
+
+@test_case(points=1, hidden=True)
+def trained_by_flowlib_itself(word_flow):
+    replaced = _replaced_functions("flowlib.train")
+    assert not replaced, f"flowlib's training was replaced in this notebook ({', '.join(replaced)})"
 
 
 @test_case(points=1, hidden=True)
