@@ -36,6 +36,12 @@ XDIST = -n $(JOBS) --dist loadfile
 # subprocesses) take far longer than the rest and whole files would unbalance the workers.
 UNIT_XDIST = -n $(JOBS) --dist worksteal
 TEST_TARGETS := test unit notebooks-test exercises-test grade test-colab test-oldest test-newest
+# `import tensorflow` loads a Keras ahead of use: Keras 3 (and through it scikit-learn's
+# estimators, ~1.7 s of each process's start) unless TF_USE_LEGACY_KERAS picks tf-keras, which
+# TFP imports anyway. Nothing in the series uses Keras 3 (the layers are tf-keras', through
+# TFP), so the test processes (pytest workers, kernels, the graders) preload tf-keras; the
+# Colab-like run keeps TensorFlow's default, as a reader has it.
+$(filter-out test-colab,$(TEST_TARGETS)): export TF_USE_LEGACY_KERAS := 1
 $(TEST_TARGETS): export TF_NUM_INTRAOP_THREADS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) / $(JOBS) )); \
                                                  echo $$(( n > 0 ? n : 1 )))
 

@@ -124,9 +124,22 @@ def fake_trainer_module(tmp_path, monkeypatch):
     monkeypatch.setattr(harness, "TRAINERS", (("harness_fake_trainers", "train"),))
     monkeypatch.delitem(sys.modules, "harness_fake_trainers", raising=False)
     finders = list(sys.meta_path)
+    import tensorflow as tf
+
+    optimiser_options = tf.config.optimizer.get_experimental_options()
     yield "harness_fake_trainers"
     sys.meta_path[:] = finders
     sys.modules.pop("harness_fake_trainers", None)
+    # installing turned TensorFlow's graph optimiser off in this process: back to how it was
+    tf.config.optimizer.set_experimental_options(
+        {"disable_meta_optimizer": optimiser_options.get("disable_meta_optimizer", False)}
+    )
+
+
+def _graph_optimiser_off() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False))
 
 
 def test_install_wraps_a_trainer_imported_later_for_every_spelling(fake_trainer_module):
@@ -145,8 +158,10 @@ def test_install_wraps_a_trainer_imported_later_for_every_spelling(fake_trainer_
 def test_install_wraps_a_trainer_already_imported(fake_trainer_module):
     import harness_fake_trainers
 
+    assert not _graph_optimiser_off()
     harness.install({"FLOWLIB_FAST": "1"})
     assert harness_fake_trainers.train(None, steps=4000) == 200
+    assert _graph_optimiser_off()
 
 
 def test_off_changes_nothing(fake_trainer_module):
@@ -154,6 +169,7 @@ def test_off_changes_nothing(fake_trainer_module):
     import harness_fake_trainers
 
     assert harness_fake_trainers.train(None, steps=4000) == 4000
+    assert not _graph_optimiser_off()
 
 
 def test_under_ci_without_the_switch_training_is_refused(fake_trainer_module):
@@ -185,8 +201,9 @@ def test_the_colab_like_run_starts_the_same_file():
 
 
 def _steps_run_in_a_kernel(env: dict[str, str], *, fit: bool) -> tuple[int, ...]:
-    """In a fresh kernel started with ``env``: the steps a 4000-step ``iterate.repeat`` ran and,
-    with ``fit=True``, those a 4000-step fit of a tiny flow ran (its History)."""
+    """In a fresh kernel started with ``env``: the steps a 4000-step ``iterate.repeat`` ran,
+    with ``fit=True`` those a 4000-step fit of a tiny flow ran (its History), and 1 if
+    TensorFlow's graph optimiser was off, else 0."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -203,6 +220,14 @@ def _steps_run_in_a_kernel(env: dict[str, str], *, fit: bool) -> tuple[int, ...]
             print(history.steps)
             """
         )
+    # last: whether TensorFlow's graph optimiser is off (the harness's fast mode turns it off;
+    # a kernel that never imported TensorFlow has it at TensorFlow's default, on)
+    code += (
+        "import sys\n"
+        "tf = sys.modules.get('tensorflow')\n"
+        "print(int(tf is not None and tf.config.optimizer.get_experimental_options()"
+        ".get('disable_meta_optimizer', False)))\n"
+    )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     client = NotebookClient(notebook, timeout=300, kernel_name="python3")
     client.execute(env=env)
@@ -211,12 +236,14 @@ def _steps_run_in_a_kernel(env: dict[str, str], *, fit: bool) -> tuple[int, ...]
 
 
 def test_a_kernel_with_the_harness_trains_200_of_4000_steps_and_one_without_4000(monkeypatch):
+    """The fast mode, end to end in real kernels: shortened trainers and no graph optimiser
+    under the harness; full length and TensorFlow's defaults without it."""
     import os
 
     monkeypatch.delenv("CI", raising=False)
     base = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     base.pop("IPYTHONDIR", None)
-    assert _steps_run_in_a_kernel(harness.kernel_environment(base), fit=True) == (200, 200)
+    assert _steps_run_in_a_kernel(harness.kernel_environment(base), fit=True) == (200, 200, 1)
     # Without the harness the switch alone does nothing (fit's own indifference to it is
     # tests/test_train.py's): the same trainer wrapper, iterate.repeat, runs in full.
-    assert _steps_run_in_a_kernel({**base, "FLOWLIB_FAST": "1"}, fit=False) == (4000,)
+    assert _steps_run_in_a_kernel({**base, "FLOWLIB_FAST": "1"}, fit=False) == (4000, 0)
