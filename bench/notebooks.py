@@ -11,8 +11,8 @@ what a reader's first run costs. The executed copy is thrown away.
   sampled every 0.2 s with psutil (which Jupyter's kernel already depends on), in MiB.
 
 The demo (``python -m flowlib demo``, writing its figures to a temporary folder) is
-measured the same way, in fast and full mode. Targets: fast mode well under a minute
-and full mode under 3 minutes per notebook, everything under 2 GB resident.
+measured the same way, in fast and full mode. Targets: a minute per notebook in either mode
+(issue 23 asks it of the full mode, on 2 cores), everything under 2 GB resident.
 
     .venv/bin/python bench/notebooks.py                   # all notebooks, both modes, and the demo
     .venv/bin/python bench/notebooks.py --modes fast 01 05   # only some
@@ -35,6 +35,7 @@ import _common
 
 NOTEBOOKS = _common.ROOT / "notebooks"
 LIMIT_MIB = 2048
+LIMIT_SECONDS = {"fast": 60, "full": 60}
 
 
 class PeakMemory:
@@ -189,9 +190,12 @@ def main(argv=None) -> None:
                 )
         os.environ.clear()
         os.environ.update(saved_environment)
-        print("\n## against the targets (fast < 60 s, full < 180 s, memory < 2048 MiB)")
+        print(
+            f"\n## against the targets (fast < {LIMIT_SECONDS['fast']} s, full < {LIMIT_SECONDS['full']} s, "
+            f"memory < {LIMIT_MIB} MiB)"
+        )
         for name, mode, seconds, peak, status in rows:
-            limit = 60 if mode == "fast" else 180
+            limit = LIMIT_SECONDS[mode]
             notes = []
             if seconds > limit:
                 notes.append(f"over {limit} s")
