@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# {datetime.datetime.now().isoformat(timespec='seconds')} | {platform.node()} | "
         f"{os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__}"
     )
+    print(f"# {_load()} at the start")
     print(f"# recipe: {recipe.label()}")
     print(
         f"# steps={steps}, max_retries={inspect.signature(train.fit).parameters['max_retries'].default}; "
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         + (" (--quick)" if args.quick else "")
     )
     print()
-    print(f"{'lr':>7} {'seed':>4} {'rescues':>7} {'stopped':>7} {'gap':>7} {'seconds':>7}")
+    print(f"{'lr':>7} {'seed':>4} {'rescues':>7} {'stopped':>7} {'gap':>7} {'seconds':>7}  load at the end")
     sys.stdout.flush()
 
     results: dict[float, list] = {rate: [] for rate in rates}
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[rate].append((history, evaluation))
                 print(
                     f"{rate:>7g} {seed:>4d} {history.rescues:>7d} {str(history.stopped):>7} "
-                    f"{evaluation.gap:>7.3f} {history.seconds:>7.1f}"
+                    f"{evaluation.gap:>7.3f} {history.seconds:>7.1f}  {_load()}"
                 )
                 for event in events:
                     print(f"        {event}")
@@ -185,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {len(runs)} | {non_finite} | {rescues} | {stops} | "
             f"{statistics.median(gaps):.3f} | {max(gaps):.3f} |"
         )
+    print(f"# {_load()} at the end")
     sys.stdout.flush()
     return 0
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 if __name__ == "__main__":
