@@ -472,7 +472,8 @@ def fit(
             exceeds it.
         jit_compile: compile the steps with XLA. On a 2-core CPU the headline flow then
             runs ~1.4x more steps per second (459 against 328 for the affine recipe in
-            ``bench/results/quality_xla.txt`` and ``quality.txt``), but the first call takes ~5-15 s longer
+            ``bench/results/quality_affine_xla_tf219.txt`` and ``quality_affine_tf219.txt``),
+            but the first call takes ~5-15 s longer
             and every call of a new length compiles again: worth it for runs of
             minutes, not for short ones (``bench/throughput.py``, ``bench/quality.py``).
         progress: show a progress bar (a widget in notebooks).
