@@ -90,7 +90,9 @@ def exact_trace(ode_fn: Callable, state_shape, dtype) -> Callable:
     against 45.0 ms, 1.4x as fast, and its first call 7.3 against 11.2 s
     (``bench/ffjord_trace.py``, ``bench/results/ffjord_trace.txt``). Same values to float
     round-off (``tests/test_continuous.py``). The graph grows with ``dim``: meant for small
-    dimensions, where the exact trace is affordable at all.
+    dimensions, where the exact trace is affordable at all. ``dim``, the last dimension of the
+    state, must be known when the function is traced (a ``ValueError`` says so otherwise);
+    :class:`VectorField` states always have it.
     """
     del state_shape, dtype  # the signature tfb.FFJORD calls; the state itself has both
 
@@ -99,7 +101,14 @@ def exact_trace(ode_fn: Callable, state_shape, dtype) -> Callable:
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(state)
             velocity = ode_fn(time, state, **kwargs)
-            coordinates = [velocity[..., i] for i in range(velocity.shape[-1])]
+            dim = velocity.shape[-1]
+            if dim is None:
+                raise ValueError(
+                    "exact_trace unrolls a loop over the coordinates, so the last dimension of the "
+                    "state must be known when the function is traced; give the compiled function an "
+                    "input_signature with a fixed last dimension, e.g. tf.TensorSpec([None, 2])."
+                )
+            coordinates = [velocity[..., i] for i in range(dim)]
         diagonal = [tape.gradient(v_i, state)[..., i] for i, v_i in enumerate(coordinates)]
         return velocity, tf.stack(diagonal, axis=-1)
 

@@ -58,6 +58,21 @@ def test_log_det_matches_autodiff_of_the_ode_map(random_field):
     np.testing.assert_allclose(log_det.numpy(), expected, atol=2e-3)
 
 
+def test_exact_trace_needs_the_number_of_coordinates_when_traced():
+    """A state whose last dimension is unknown at tracing time gets a ValueError saying what to
+    fix, not an error from deep inside TensorFlow; with it known, the same call traces."""
+
+    def diagonal(x):  # v(x) = sin(x) coordinate-wise: the Jacobian's diagonal is cos(x)
+        return continuous.exact_trace(lambda t, y: tf.sin(y), None, None)(0.0, (x, tf.zeros(1)))[1]
+
+    unknown = tf.function(diagonal, input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    with pytest.raises(ValueError, match="last dimension of the state must be known"):
+        unknown.get_concrete_function()
+    known = tf.function(diagonal, input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_allclose(known(tf.constant(x)).numpy(), np.cos(x), atol=1e-6)
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_exact_trace_is_the_jacobian_diagonal_and_tfps(compiled):
     """continuous.exact_trace against autodiff's full Jacobian and TFP's trace_jacobian_exact,
