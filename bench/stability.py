@@ -32,6 +32,8 @@ import statistics
 import sys
 import time
 
+import _common
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Steps per run: a fifth of the demo's (flowlib.recipe.DEMO_STEPS), with the cosine schedule
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# {datetime.datetime.now().isoformat(timespec='seconds')} | {platform.node()} | "
         f"{os.cpu_count()} CPUs | TF {tf.__version__} | TFP {tfp.__version__}"
     )
-    print(f"# {_load()} at the start")
+    print(f"# {_common.load()} at the start")
     print(f"# recipe: {recipe.label()}")
     print(
         f"# steps={steps}, max_retries={inspect.signature(train.fit).parameters['max_retries'].default}; "
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[rate].append((history, evaluation))
                 print(
                     f"{rate:>7g} {seed:>4d} {history.rescues:>7d} {str(history.stopped):>7} "
-                    f"{evaluation.gap:>7.3f} {history.seconds:>7.1f}  {_load()}"
+                    f"{evaluation.gap:>7.3f} {history.seconds:>7.1f}  {_common.load()}"
                 )
                 for event in events:
                     print(f"        {event}")
@@ -186,14 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {len(runs)} | {non_finite} | {rescues} | {stops} | "
             f"{statistics.median(gaps):.3f} | {max(gaps):.3f} |"
         )
-    print(f"# {_load()} at the end")
+    print(f"# {_common.load()} at the end")
     sys.stdout.flush()
     return 0
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 if __name__ == "__main__":

@@ -142,8 +142,8 @@ def pytest_runtest_call(item: pytest.Item):
             )
         if kind != "right" and hidden is None:
             problems.append(f"{label}: a wrong answer passed the hidden tests")
-        if (error := _run_in_kernel(kernel, _RESTORE_FLOWLIB, timeout)) is not None:
-            problems.append(f"{label}: flowlib could not be put back: {_outcome(error)}")
+        if (restore_error := _run_in_kernel(kernel, _RESTORE_FLOWLIB, timeout)) is not None:
+            problems.append(f"{label}: flowlib could not be put back: {_outcome(restore_error)}")
     result = yield  # the real solution, run by nbval
     for name, runner in runners.items():
         hidden = _run_in_kernel(kernel, runner, timeout)

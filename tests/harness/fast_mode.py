@@ -155,8 +155,8 @@ def install(environ: dict[str, str] | None = None) -> list[str]:
     """Wrap every trainer of :data:`TRAINERS`; return their names (empty if nothing to do).
 
     Fast mode on: each trainer is shortened, and TensorFlow's graph optimiser is turned off
-    once a trainer's module is imported (:func:`skip_graph_optimisation`). Off: nothing changes, except under CI (``CI``
-    set), where each trainer refuses to run, so a forgotten switch fails loudly at the first
+    once a trainer's module is imported (:func:`skip_graph_optimisation`). Off: nothing
+    changes, except under CI (``CI`` set), where each trainer refuses to run, so a forgotten switch fails loudly at the first
     training instead of running for an hour; a switch set to nonsense refuses likewise. A trainer's module already imported is wrapped
     now; one not yet imported is wrapped as soon as it is (an import hook), so installing costs
     no import: a kernel's start-up stays light, and in the Colab-like run flowlib is not even
