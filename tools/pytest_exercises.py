@@ -1,6 +1,7 @@
 """A pytest plugin: while nbval executes a notebook, prove that its exercises' checks work.
 
-``make notebooks-test`` loads it (``pytest -p tools.pytest_exercises --nbval-lax ...``).
+``make notebooks-test`` and ``make test-colab`` (which CI runs) load it
+(``pytest -p tools.pytest_exercises --nbval-lax ...``); ``make test`` does not, to stay short.
 nbval executes each notebook once, cell by cell, in one kernel. Just before a cell with
 ``### BEGIN SOLUTION`` blocks, this plugin runs in that kernel, for each block, the student's
 blank and every answer planted in ``tests/exercise_mutations/NN_name.yaml`` (see
