@@ -22,7 +22,13 @@ the batch and the schedule are the protocol's):
 - normflows' neural spline flow, ``examples/neural_spline_flow.ipynb``
   (VincentStimper/normalizing-flows at c6616b1: ``AutoregressiveRationalQuadraticSpline``
   + ``LULinearPermute``, 2 hidden layers of 128, Adam 1e-3, weight decay 1e-5) with 8
-  layers instead of its 16, so that it trains at a usable rate on a CPU.
+  layers instead of its 16, so that it trains at a usable rate on a CPU;
+- and the two spline peers at flowlib's own recipe (``flowlib.recipe.HEADLINE``: 4 layers,
+  16 bins, (64, 64), Adam at 2e-3, read when the bench runs): zuko's ``NSF`` with those
+  transforms, bins and hidden features, and normflows' ``CoupledRationalQuadraticSpline``
+  couplings (16 bins, linear tails beyond the headline's bound 4, a 64-wide residual network
+  with one block) with swaps between them, as the headline has. Part of a lead over a peer at
+  its own settings is tuning a reader could copy; these rows measure the rest.
 
 PyTorch on a 2-core machine: ``OMP_WAIT_POLICY=PASSIVE`` is set (with OpenMP's default
 spin-waiting a busy neighbour can slow a step by an order of magnitude), and in each
@@ -32,11 +38,12 @@ gave more steps per second (printed). flowlib runs with TensorFlow's default thr
 
 Columns: ``1st`` is the time before the steady rate (flowlib: compiling the training step,
 estimated as in quality.py; torch: the first step), ``nan`` the non-finite losses met
-(flowlib's rescues; a peer skips the step). After "Flow", the headline and the best peer on
-"Flow" are run, interleaved, on targets
-the headline was not tuned on: two other words and one image (a heart drawn with numpy,
-as in notebook 03). If flowlib has a spline coupling flow, its steps per second are also
-measured against zuko's NSF at equal shape (3 transforms, (64, 64) networks, 8 bins).
+(flowlib's rescues; a peer skips the step). After "Flow", on which the headline was chosen,
+the headline and the four spline rows (each spline peer at its own recipe and at flowlib's)
+run on targets the headline was not chosen on: words of 3, 5, 8 and 10 letters and one image
+(a heart drawn with numpy, as in notebook 03). Each target ends with the headline's gap as a
+multiple of the best peer row's. If flowlib has a spline coupling flow, its steps per second
+are also measured against zuko's NSF at equal shape (3 transforms, (64, 64) networks, 8 bins).
 
 Needs the optional extra: ``pip install -e ".[peers]"`` (on a CPU-only machine install a
 CPU build of torch first, e.g. from https://download.pytorch.org/whl/cpu, or pip fetches
@@ -44,7 +51,7 @@ the multi-GB CUDA build). The workers run with ``--python`` (default:
 ``$FLOWLIB_PEERS_PYTHON``, else ``.venv-peers/bin/python`` if it exists, else this
 interpreter). Results: ``bench/results/peers.txt``.
 
-    .venv-peers/bin/python bench/peers.py                     # about 20 minutes on 2 cores
+    .venv-peers/bin/python bench/peers.py                     # about 45 minutes on 2 cores
     .venv-peers/bin/python bench/peers.py --budget 20 --no-other-targets --no-record  # a quick look
 """
 
@@ -69,7 +76,17 @@ import _common  # noqa: E402  (sets the log level and sys.path)
 
 NUM_TRAIN, NUM_TEST, BATCH_SIZE = 100_000, 50_000, 256
 RATE_STEPS = 400  # steps of each run that only measures the spline step's rate
-TORCH_PEERS = ("zuko_nsf", "zuko_realnvp", "normflows_realnvp", "normflows_spline")
+TORCH_PEERS = (
+    "zuko_nsf",
+    "zuko_realnvp",
+    "normflows_realnvp",
+    "normflows_spline",
+    "zuko_nsf_recipe",
+    "normflows_spline_recipe",
+)
+# The peers that have spline layers, at flowlib's headline shape and rate (flowlib.recipe.HEADLINE:
+# its layers, bins, interval, hidden units and peak learning rate, read in the driver).
+RECIPE_PEERS = ("zuko_nsf_recipe", "normflows_spline_recipe")
 LABELS = {
     "flowlib": "flowlib headline",
     "zuko_nsf": "zuko NSF (tutorial: 3 transforms, (64, 64))",
@@ -79,8 +96,13 @@ LABELS = {
     "flowlib_spline_equal": "flowlib spline coupling (3, (64, 64), 8 bins)",
     "flowlib_spline_equal_xla": "flowlib spline coupling, same, fit(jit_compile=True)",
     "zuko_nsf_equal": "zuko NSF (3, (64, 64), 8 bins)",
+    "zuko_nsf_recipe": "zuko NSF at flowlib's recipe",
+    "normflows_spline_recipe": "normflows RQ coupling at flowlib's recipe",
 }
-OTHER_TARGETS = ("Ada", "Glow", "image:heart")
+# Targets the headline was not chosen on (it was chosen on "Flow"): words of 3 to 10 letters and
+# one picture, each run with the headline and every spline peer, at their own recipes and at flowlib's.
+OTHER_TARGETS = ("Ada", "Gauss", "Jacobian", "Likelihood", "image:heart")
+OTHER_MODELS = ("flowlib", "zuko_nsf", "normflows_spline", "zuko_nsf_recipe", "normflows_spline_recipe")
 
 
 # --------------------------------------------------------------------------- the targets
@@ -197,8 +219,41 @@ def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool, th
 
 
 # --------------------------------------------------------------------------- torch workers
-def _torch_model(model: str):
-    """The peer's model and its optimiser settings (learning rate, weight decay)."""
+def _torch_model(model: str, recipe: dict | None = None):
+    """The peer's model and its optimiser settings (learning rate, weight decay).
+
+    ``recipe``: flowlib's headline shape and rate (``num_layers``, ``num_bins``, ``bound``,
+    ``hidden_units``, ``learning_rate``), for the ``*_recipe`` peers.
+    """
+    if model == "zuko_nsf_recipe":  # zuko's NSF (autoregressive splines; in 2-D one coordinate
+        import zuko  # conditions the other, alternating, as a coupling does)
+
+        flow = zuko.flows.NSF(
+            features=2,
+            transforms=recipe["num_layers"],
+            hidden_features=tuple(recipe["hidden_units"]),
+            bins=recipe["num_bins"],
+        )
+        return (lambda x: flow().log_prob(x)), flow, recipe["learning_rate"], 0.0
+    if model == "normflows_spline_recipe":  # coupling splines with swaps, as flowlib's headline
+        import normflows as nf
+
+        if len(set(recipe["hidden_units"])) != 1:
+            raise ValueError("normflows' residual network has one width: the recipe's differ")
+        layers = []
+        for _ in range(recipe["num_layers"]):
+            layers.append(
+                nf.flows.CoupledRationalQuadraticSpline(
+                    2,
+                    num_blocks=1,  # one residual block of the recipe's width (flowlib: 2 layers)
+                    num_hidden_channels=recipe["hidden_units"][0],
+                    num_bins=recipe["num_bins"],
+                    tail_bound=recipe["bound"],
+                )
+            )
+            layers.append(nf.flows.Permute(2, mode="swap"))
+        flow = nf.NormalizingFlow(nf.distributions.DiagGaussian(2, trainable=False), layers)
+        return flow.log_prob, flow, recipe["learning_rate"], 0.0
     if model in ("zuko_nsf", "zuko_nsf_equal"):
         import zuko
 
@@ -231,7 +286,13 @@ def _torch_model(model: str):
 
 
 def _torch_run(
-    model: str, target_name: str, budget: float, evaluate: bool, threads: int, max_steps: int | None = None
+    model: str,
+    target_name: str,
+    budget: float,
+    evaluate: bool,
+    threads: int,
+    max_steps: int | None = None,
+    recipe: dict | None = None,
 ) -> dict:
     import numpy as np
     import torch
@@ -239,7 +300,7 @@ def _torch_run(
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     target, x_train, x_test = target_and_data(target_name)
-    log_prob, module, peak_lr, weight_decay = _torch_model(model)
+    log_prob, module, peak_lr, weight_decay = _torch_model(model, recipe)
     optimizer = torch.optim.Adam(module.parameters(), lr=peak_lr, weight_decay=weight_decay)
     data = torch.from_numpy(x_train)
     generator = torch.Generator().manual_seed(0)
@@ -297,13 +358,13 @@ def _torch_run(
     return out
 
 
-def _torch_probe(model: str, seconds: float) -> dict:
+def _torch_probe(model: str, seconds: float, recipe: dict | None = None) -> dict:
     """Steps per second of one peer with 1 and with 2 threads, alternating (1, 2, 1, 2), best of each."""
     import torch
 
     torch.manual_seed(0)
     _, x_train, _ = target_and_data("Flow")
-    log_prob, module, peak_lr, weight_decay = _torch_model(model)
+    log_prob, module, peak_lr, weight_decay = _torch_model(model, recipe)
     optimizer = torch.optim.Adam(module.parameters(), lr=peak_lr, weight_decay=weight_decay)
     data = torch.from_numpy(x_train)
     generator = torch.Generator().manual_seed(0)
@@ -334,17 +395,38 @@ def worker(spec: dict) -> None:
         sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
         rates = None
         if spec.get("probe"):  # choose the thread count on a throw-away copy of the model first
-            rates = _torch_probe(spec["model"], spec["probe"])["rates"]
+            rates = _torch_probe(spec["model"], spec["probe"], spec.get("recipe"))["rates"]
             spec["threads"] = max(rates, key=lambda t: rates[t])
         max_steps = RATE_STEPS if spec["model"] == "zuko_nsf_equal" else None  # the step rate only
         result = _torch_run(
-            spec["model"], spec["target"], spec["budget"], spec["evaluate"], spec["threads"], max_steps
+            spec["model"],
+            spec["target"],
+            spec["budget"],
+            spec["evaluate"],
+            spec["threads"],
+            max_steps,
+            spec.get("recipe"),
         )
         result["rates"] = rates
     print("RESULT " + json.dumps(result), flush=True)
 
 
 # --------------------------------------------------------------------------- the driver
+def headline_recipe() -> dict:
+    """flowlib's headline shape and rate (flowlib.recipe.HEADLINE), for the ``*_recipe`` peers."""
+    from flowlib.recipe import HEADLINE  # no TensorFlow: the command line reads it first too
+
+    if HEADLINE.layer != "spline":
+        raise ValueError(f"the recipe peers copy a spline headline; this one is {HEADLINE.layer!r}")
+    return dict(
+        num_layers=HEADLINE.num_layers,
+        num_bins=HEADLINE.num_bins,
+        bound=HEADLINE.bound,
+        hidden_units=list(HEADLINE.hidden_units),
+        learning_rate=HEADLINE.learning_rate,
+    )
+
+
 def default_python() -> str:
     if os.environ.get("FLOWLIB_PEERS_PYTHON"):
         return os.environ["FLOWLIB_PEERS_PYTHON"]
@@ -367,6 +449,8 @@ def run(
     ``threads``: torch's thread count; for flowlib 0 keeps TensorFlow's default pools.
     """
     spec = dict(model=model, target=target, budget=budget, evaluate=evaluate, threads=threads, probe=probe)
+    if model in RECIPE_PEERS:
+        spec["recipe"] = headline_recipe()
     env = dict(
         os.environ,
         OMP_WAIT_POLICY="PASSIVE",
@@ -414,6 +498,24 @@ HEADER = (
     f"{'steps/s':>7} "
     f"{'gap':>7} {'± s.e.':>6} {'nan':>4}  load (1, 5, 15 min) at start -> end"
 )
+
+
+def verdict(target: str, results: dict[str, list[dict]]) -> str:
+    """One line: the headline's gap against the best of every peer row on ``target``."""
+
+    def gap(model):
+        values = [r["gap"] for r in results.get(model, []) if "gap" in r and math.isfinite(r["gap"])]
+        return min(values) if values else math.inf
+
+    peers = [model for model in results if model != "flowlib"]
+    if not peers:
+        return f"{target}: no peer ran"
+    best = min(peers, key=gap)
+    headline = gap("flowlib")
+    return (
+        f"{target}: headline gap {headline:.3f}, best peer row {LABELS[best]} {gap(best):.3f}: "
+        f"{headline / gap(best):.2f} x"
+    )
 
 
 def has_spline(python: str) -> bool:
@@ -485,7 +587,7 @@ def main(argv=None) -> int:
             f"cosine decay over the budget, {NUM_TRAIN:,} training / {NUM_TEST:,} held-out points"
         )
 
-        order = ["flowlib", "zuko_nsf", "zuko_realnvp", "normflows_realnvp", "normflows_spline"]
+        order = ["flowlib", *TORCH_PEERS]
         if args.spline_step_only:
             order = []
         else:
@@ -517,13 +619,7 @@ def main(argv=None) -> int:
                 values = [r["gap"] for r in results[model] if "gap" in r and math.isfinite(r["gap"])]
                 return min(values) if values else math.inf
 
-            best_peer = min(TORCH_PEERS, key=gap)
-            headline = gap("flowlib")
-            print(
-                f"# best peer on 'Flow': {LABELS[best_peer]} (gap {gap(best_peer):.3f}); "
-                f"flowlib headline's best gap "
-                f"{headline:.3f} = {headline / gap(best_peer):.2f} x the best peer's"
-            )
+            print("# " + verdict("Flow", results))
 
         print(
             "\n## the spline coupling step against zuko's NSF at equal shape "
@@ -555,13 +651,19 @@ def main(argv=None) -> int:
             print("# skipped: this flowlib has no spline coupling flow (flows.spline_flow)")
         if order and not args.no_other_targets:
             print(
-                "\n## targets the headline was not tuned on: flowlib headline and the best peer, "
-                f"interleaved\n{HEADER}"
+                "\n## targets the headline was not chosen on: the headline and the spline peers, at their "
+                f"own recipes and at flowlib's, one process at a time\n{HEADER}"
             )
+            verdicts = []
             for target in OTHER_TARGETS:
-                for model in ("flowlib", best_peer):
+                name = target.replace("image:", "")
+                per_target: dict[str, list[dict]] = {}
+                for model in OTHER_MODELS:
                     result = run(python, model, target, args.budget, threads=best_threads.get(model, 0))
-                    print(row(target.replace("image:", ""), model, result), flush=True)
+                    per_target.setdefault(model, []).append(result)
+                    print(row(name, model, result), flush=True)
+                verdicts.append(verdict(name, per_target))
+            print("\n".join(f"# {line}" for line in verdicts))
 
         print(
             f"\n# {_common.load()} at the end; "
