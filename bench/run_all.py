@@ -7,6 +7,7 @@ Each prints its figures and saves them to ``bench/results/<name>.txt``:
 - ``quality.py``     held-out gap of the headline flow after 20, 60 and 180 s of training
 - ``peers.py``       the headline against zuko and normflows, same protocol (needs ``.[peers]``, else skipped)
 - ``sweep.py``       the coordinate-wise sweep that chose the DEFAULT_* settings (long)
+- ``recipe_words.py`` the headline's depth, bins and width on words kept for choosing (long)
 - ``stability.py``   how often the default recipe meets a non-finite loss (very long)
 - ``notebooks.py``   wall time and peak memory of every notebook and of the demo
 
@@ -24,8 +25,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["profile", "throughput", "quality", "peers", "sweep", "stability", "notebooks"]
-DEFAULT = ["profile", "throughput", "quality", "peers", "notebooks"]  # the sweep and stability on request
+ORDER = ["profile", "throughput", "quality", "peers", "sweep", "recipe_words", "stability", "notebooks"]
+DEFAULT = ["profile", "throughput", "quality", "peers", "notebooks"]  # the long ones on request
 
 
 def main(argv=None) -> int:
@@ -35,11 +36,9 @@ def main(argv=None) -> int:
         nargs="+",
         choices=ORDER,
         default=None,
-        help=f"benchmarks to run (default: {' '.join(DEFAULT)}; add sweep and stability by name)",
+        help=f"benchmarks to run (default: {' '.join(DEFAULT)}; add the long ones by name)",
     )
-    parser.add_argument(
-        "--all", action="store_true", help="run all of them, the sweep and stability included"
-    )
+    parser.add_argument("--all", action="store_true", help="run all of them, the long ones included")
     args = parser.parse_args(argv)
     names = ORDER if args.all else (args.only or DEFAULT)
     failures = []
