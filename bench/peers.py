@@ -136,24 +136,6 @@ class _SplineAtNsfShape:
         return flows.spline_flow(num_layers=3, hidden_units=(64, 64), num_bins=8, seed=seed)
 
 
-class _RecipeForBudget:
-    """A ``flowlib.recipe.Recipe`` seen as ``_budget``'s config: ``build(seed)`` builds in 2-D."""
-
-    def __init__(self, recipe):
-        self.recipe = recipe
-        self.batch_size, self.learning_rate = recipe.batch_size, recipe.learning_rate
-        self.schedule = recipe.schedule
-
-    def build(self, seed: int):
-        return self.recipe.build(2, seed=seed)
-
-    def fit_kwargs(self) -> dict:
-        return self.recipe.fit_kwargs()
-
-    def label(self) -> str:
-        return self.recipe.label()
-
-
 def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool, threads: int | None) -> dict:
     import _budget
 
@@ -195,9 +177,7 @@ def _flowlib_run(model: str, target_name: str, budget: float, evaluate: bool, th
             recipe=config.label(),
             threads=str(threads) if threads else "TF default",
         )
-    config = _budget.headline()
-    if hasattr(config, "fit_kwargs"):  # a flowlib.recipe.Recipe, whose build takes (dim, *, seed)
-        config = _RecipeForBudget(config)
+    config = _budget.headline()  # a flowlib.recipe.Recipe: build(seed=...) builds in 2-D
     result, flow, _ = _budget.train_for_budget(
         config, budget, target, x_train, x_test if evaluate else x_test[:256], seed=0, return_flow=True
     )

@@ -41,22 +41,6 @@ def variations():
     ]
 
 
-class _ForBudget:
-    """A recipe as ``_budget.train_for_budget`` takes it: ``build(seed)`` builds in 2-D."""
-
-    def __init__(self, recipe):
-        self.recipe = recipe
-
-    def build(self, seed: int):
-        return self.recipe.build(2, seed=seed)
-
-    def fit_kwargs(self) -> dict:
-        return self.recipe.fit_kwargs()
-
-    def label(self) -> str:
-        return self.recipe.label()
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of fit per run (default 60)")
@@ -73,7 +57,7 @@ def main(argv=None) -> None:
             _budget.warm_up(x_train)
             print(f"\n## {word!r}: entropy bound {target.entropy():.3f} nats")
             for recipe in variations():
-                result = _budget.train_for_budget(_ForBudget(recipe), args.budget, target, x_train, x_test)
+                result = _budget.train_for_budget(recipe, args.budget, target, x_train, x_test)
                 label = recipe.label().strip()
                 if label not in labels:
                     labels.append(label)
