@@ -24,9 +24,9 @@ the batch and the schedule are the protocol's):
   + ``LULinearPermute``, 2 hidden layers of 128, Adam 1e-3, weight decay 1e-5) with 8
   layers instead of its 16, so that it trains at a usable rate on a CPU;
 - and the two spline peers at flowlib's own recipe (``flowlib.recipe.HEADLINE``: 4 layers,
-  16 bins, (64, 64), Adam at 2e-3, read when the bench runs): zuko's ``NSF`` with those
+  32 bins, (64, 64), Adam at 2e-3, read when the bench runs): zuko's ``NSF`` with those
   transforms, bins and hidden features, and normflows' ``CoupledRationalQuadraticSpline``
-  couplings (16 bins, linear tails beyond the headline's bound 4, a 64-wide residual network
+  couplings (the headline's bins, linear tails beyond the headline's bound 4, a 64-wide residual network
   with one block) with swaps between them, as the headline has. Part of a lead over a peer at
   its own settings is tuning a reader could copy; these rows measure the rest.
 

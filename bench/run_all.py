@@ -8,6 +8,7 @@ Each prints its figures and saves them to ``bench/results/<name>.txt``:
 - ``peers.py``       the headline against zuko and normflows, same protocol (needs ``.[peers]``, else skipped)
 - ``sweep.py``       the coordinate-wise sweep that chose the DEFAULT_* settings (long)
 - ``recipe_words.py`` the headline's depth, bins and width on words kept for choosing (long)
+- ``spline_knots.py`` the spline's knots as ``tf.cumsum`` or a triangular product: steps/s, interleaved
 - ``stability.py``   how often the default recipe meets a non-finite loss (very long)
 - ``notebooks.py``   wall time and peak memory of every notebook and of the demo
 
@@ -25,7 +26,17 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["profile", "throughput", "quality", "peers", "sweep", "recipe_words", "stability", "notebooks"]
+ORDER = [
+    "profile",
+    "throughput",
+    "quality",
+    "peers",
+    "sweep",
+    "recipe_words",
+    "spline_knots",
+    "stability",
+    "notebooks",
+]
 DEFAULT = ["profile", "throughput", "quality", "peers", "notebooks"]  # the long ones on request
 
 

@@ -3,7 +3,8 @@
 A :class:`Recipe` names everything that decides what a minute of training achieves: the
 layer kind and architecture, and the optimiser's settings (Adam's peak learning rate,
 its schedule, the batch size). :data:`HEADLINE` is the recipe chosen by measurement
-(``bench/sweep.py``, recorded in ``bench/results/sweep.txt``); the command line
+(``bench/sweep.py`` on one word, then ``bench/recipe_words.py`` on several; README,
+"Defaults"); the command line
 (``python -m flowlib demo``), the benchmarks in ``bench/``, the widgets and the README's
 "Defaults" section all read it from here, so they cannot disagree.
 
@@ -145,14 +146,17 @@ AFFINE = Recipe(
     jit_compile=True,
 )
 
-# The neural spline flow chosen by bench/sweep.py --stage layers (bench/results/sweep_layers.txt):
-# 4 rational-quadratic spline couplings of (64, 64) with 16 bins on [-4, 4], swaps between
+# The neural spline flow: its layer kind, depth and rate chosen by bench/sweep.py --stage layers
+# on "Flow" (bench/results/sweep_layers.txt, with 16 bins), its bins by bench/recipe_words.py on
+# words kept for choosing (bench/results/recipe_words.txt: 32 bins halve the gap on "Sampling")
+# and judged on the words bench/peers.py reports (bench/results/recipe_words_judged.txt):
+# 4 rational-quadratic spline couplings of (64, 64) with 32 bins on [-4, 4], swaps between
 # them, no normalisation, batch 256, 2e-3 with cosine decay, XLA.
 SPLINE = Recipe(
     layer="spline",
     num_layers=4,
     hidden_units=(64, 64),
-    num_bins=16,
+    num_bins=32,
     bound=4.0,
     normalization="none",
     batch_size=256,
