@@ -59,7 +59,7 @@ def bins_grid():
     """The 32-bin variation (the shape grid's best on "Sampling") and changes around it: 64 bins,
     the interval [-3, 3], half and 1.5 times the learning rate, batches of 512, 5 layers."""
     base = first_round()
-    bins32 = dataclasses.replace(base, num_bins=32)
+    bins32 = pick()
     return [
         base,
         bins32,

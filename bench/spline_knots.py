@@ -4,7 +4,7 @@
 by XLA (the headline's ``fit(jit_compile=True)``), ``tf.cumsum`` becomes a reduce-window as
 wide as the axis (TensorFlow's ``compiler/tf2xla/kernels/scan_ops.cc``), so its cost grows
 with the square of the number of bins, in code that does not vectorise as a matrix
-product does. flowlib now writes the sums as ``einsum(sizes, upper triangle of ones)``.
+product does. flowlib now writes the sums as ``tf.matmul(sizes, upper triangle of ones)``.
 This bench trains the headline's shape (:data:`flowlib.recipe.HEADLINE`) at 16 and 32 bins
 with each version of ``knots`` (the old one patched back in for the comparison), with and
 without XLA, and prints the steps per second after compilation (``History.times``, calls 2
