@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -98,3 +100,14 @@ def wait_for_quiet(max_load: float, timeout: float) -> str:
     return f"{load()} after waiting {waited:.0f} s for a 1-minute load below {max_load:g}" + (
         "" if quiet else " (gave up: the machine stayed busy)"
     )
+
+
+def run_fresh(code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh Python process (``python -c code *args``, TensorFlow's C++ logs
+    quiet) and return the JSON object its last line of output prints. A fresh process per
+    run: nothing traced or cached by one run can make the next one faster."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 
 import _common
 
@@ -40,12 +37,7 @@ print(json.dumps(dict(first=history.times[0], later=later, loss=sum(history.loss
 
 
 def one_run(options: dict, kind: str) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", ONE_RUN, json.dumps(options), kind],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return _common.run_fresh(ONE_RUN, json.dumps(options), kind)
 
 
 def main() -> None:

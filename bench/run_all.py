@@ -9,6 +9,7 @@ Each prints its figures and saves them to ``bench/results/<name>.txt``:
 - ``sweep.py``       the coordinate-wise sweep that chose the DEFAULT_* settings (long)
 - ``recipe_words.py`` the headline's depth, bins and width on words kept for choosing (long)
 - ``spline_knots.py`` the spline's knots as ``tf.cumsum`` or a triangular product: steps/s, interleaved
+- ``take_columns.py`` couplings selecting columns by a 0/1 product or ``tf.gather``: fit's first call
 - ``stability.py``   how often the default recipe meets a non-finite loss (very long)
 - ``notebooks.py``   wall time and peak memory of every notebook and of the demo
 
@@ -34,6 +35,7 @@ ORDER = [
     "sweep",
     "recipe_words",
     "spline_knots",
+    "take_columns",
     "stability",
     "notebooks",
 ]

@@ -233,6 +233,42 @@ def bounded(raw: tf.Tensor, bound: float | None) -> tf.Tensor:
 
 
 # --------------------------------------------------------------------------- coupling
+def take_columns(index: Sequence[int] | np.ndarray, size: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A function ``x[..., size] -> x[..., index]``, as a product with a constant 0/1 matrix.
+
+    For finite ``x`` it gives the same values as ``tf.gather(x, index, axis=-1)``, exactly:
+    each output is one input times 1 plus exact zeros, and so is each gradient. Why not
+    the gather: its gradient along the last axis is built from about 18 operations
+    (transposes, reshapes, an unsorted segment sum) where the product's is one matmul,
+    and tracing is paid per operation. ``train.fit``'s first call, medians of 3 fresh
+    processes with the same losses to the last digit (``bench/results/take_columns.txt``):
+    13.0 s instead of 18.1 for notebook 09's multi-scale flow (16 couplings), whose later
+    steps are also 4% faster; 3.2 s instead of 4.4 for eight 2-D couplings that keep the
+    second coordinate, whose later steps were 8% slower (0.40 against 0.37 s per 100). The
+    matrix, ``[size, len(index)]``, is used while it has at most ``2**18`` entries (1 MiB
+    in float32: up to 512 columns in 512); beyond, the gather. A non-finite input spreads to
+    every output of the product (``0 * inf`` is NaN).
+    """
+    index = np.asarray(index, dtype=np.int64)
+    if index.ndim != 1 or np.any(index < 0) or np.any(index >= size):
+        raise ValueError(
+            f"take_columns: index must be a list of columns in [0, {size}), got {index.tolist()}"
+        )
+    if size * len(index) > 2**18:
+        return lambda x: tf.gather(x, index, axis=-1)
+    selection = np.zeros((size, len(index)), dtype=np.float32)
+    selection[index, np.arange(len(index))] = 1.0
+
+    def take(x: tf.Tensor) -> tf.Tensor:
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank is None or not x.dtype.is_floating:
+            return tf.gather(x, index, axis=-1)
+        matrix = tf.constant(selection, dtype=x.dtype)
+        return tf.matmul(x, matrix) if x.shape.rank == 2 else tf.tensordot(x, matrix, axes=1)
+
+    return take
+
+
 class Coupling(FlowBijector):
     """Shared split/merge machinery of the coupling layers (see the module docstring).
 
@@ -248,10 +284,17 @@ class Coupling(FlowBijector):
         self._kept = np.flatnonzero(mask)
         self._changed = np.flatnonzero(~mask)
         # Kept coordinates first (half_mask): slices and a concatenation, cheaper to
-        # differentiate than the general gathers.
+        # differentiate than selecting columns in general (take_columns).
         self._kept_first = bool(np.array_equal(self._kept, np.arange(len(self._kept))))
         # concat([x1, x2])[..., merge] puts every coordinate back in its place.
         self._merge = np.argsort(np.concatenate([self._kept, self._changed]))
+        if not self._kept_first:
+            dim = len(mask)
+            self._take_kept, self._take_changed = (
+                take_columns(self._kept, dim),
+                take_columns(self._changed, dim),
+            )
+            self._take_merged = take_columns(self._merge, dim)
         self.outputs_per_changed = int(outputs_per_changed)
         if network is None:
             network = MLP(
@@ -274,12 +317,12 @@ class Coupling(FlowBijector):
         if self._kept_first:
             k = len(self._kept)
             return x[..., :k], x[..., k:]
-        return tf.gather(x, self._kept, axis=-1), tf.gather(x, self._changed, axis=-1)
+        return self._take_kept(x), self._take_changed(x)
 
     def _combine(self, x1: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
         if self._kept_first:
             return tf.concat([x1, x2], axis=-1)
-        return tf.gather(tf.concat([x1, x2], axis=-1), self._merge, axis=-1)
+        return self._take_merged(tf.concat([x1, x2], axis=-1))
 
     def _check_input(self, x: tf.Tensor) -> None:
         validation.coordinates(x.shape, self.dim, self.name)

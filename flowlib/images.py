@@ -37,7 +37,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flowlib import validation
-from flowlib.bijectors import MLP, AffineCoupling, FlowBijector, initial_kernel
+from flowlib.bijectors import MLP, AffineCoupling, FlowBijector, initial_kernel, take_columns
 from flowlib.flow import Flow, as_flow
 from flowlib.flows import layer_seed, standard_normal
 
@@ -406,12 +406,14 @@ class ConvNet(_ImageNetwork):
         # scatter[p]: where pixel p is in [kept values..., 0]; the zero slot for changed pixels.
         scatter = np.full(self.image_mask.size, self.num_kept)
         scatter[kept] = np.arange(self.num_kept)
-        self._scatter = tf.constant(scatter, tf.int32)
+        self._scatter = take_columns(scatter, self.num_kept + 1)
         self._mask_channels = tf.constant(self.image_mask.reshape(1, height, width, channels), tf.float32)
         # Read the 2C output channels at the changed pixels: shift first, then log-scale.
         grid = np.arange(height * width * 2 * channels).reshape(height * width, 2, channels)
         pixel, channel = np.divmod(changed, channels)
-        self._read = tf.constant(np.concatenate([grid[pixel, 0, channel], grid[pixel, 1, channel]]), tf.int32)
+        self._read = take_columns(
+            np.concatenate([grid[pixel, 0, channel], grid[pixel, 1, channel]]), grid.size
+        )
         sizes = [2 * channels] + [hidden_channels] * num_hidden + [2 * channels]
         self.kernels, self.biases = [], []
         for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -426,14 +428,14 @@ class ConvNet(_ImageNetwork):
         batch_shape = tf.shape(values)[:-1]
         values = tf.reshape(values, [-1, self.num_kept])
         padded = tf.concat([values, tf.zeros_like(values[:, :1])], axis=-1)
-        image = tf.reshape(tf.gather(padded, self._scatter, axis=-1), [-1, height, width, channels])
+        image = tf.reshape(self._scatter(padded), [-1, height, width, channels])
         mask = tf.broadcast_to(self._mask_channels, tf.shape(image))
         h = tf.concat([image, mask], axis=-1)
         for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
             h = tf.nn.conv2d(h, kernel, strides=1, padding="SAME") + bias
             if index < len(self.kernels) - 1:
                 h = tf.nn.relu(h)
-        out = tf.gather(tf.reshape(h, [-1, height * width * 2 * channels]), self._read, axis=-1)
+        out = self._read(tf.reshape(h, [-1, height * width * 2 * channels]))
         return tf.reshape(out, tf.concat([batch_shape, [2 * self.num_changed]], axis=0))
 
 
