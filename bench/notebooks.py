@@ -144,6 +144,31 @@ def run_demo(fast: bool) -> tuple[float, float, str]:
     return seconds, memory.peak_mib, status + (f"; {gap[-1].strip()}" if gap else "")
 
 
+REFERENCE = """
+from flowlib import data, recipe, train
+x = data.PictureDistribution.from_text("Flow").sample(100_000, seed=0)
+history = train.fit(recipe.HEADLINE.build(seed=0), x, steps=2000, seed=0, progress=False,
+                    **recipe.HEADLINE.fit_kwargs())
+calls = len(history.times) - 1
+print(f"{calls * 100 / (history.times[-1] - history.times[0]):.0f} {history.times[0]:.1f}")
+"""
+
+
+def machine_reference() -> str:
+    """How fast this machine is now: the headline recipe's training steps per second after
+    its first call (2,000 steps, in a fresh process), and that first call. The same figure
+    as the steps/s column of bench/results/quality.txt, so runs on different days (the
+    shared machine's speed varies by 1.5x or more) can be put side by side."""
+    result = subprocess.run(
+        [sys.executable, "-c", REFERENCE],
+        cwd=_common.ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        return "machine reference: FAILED"
+    rate, first = result.stdout.split()[-2:]
+    return f"machine reference: the headline trains at {rate} steps/s after a first call of {first} s"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("only", nargs="*", help="notebook number prefixes to run (default: all)")
@@ -165,6 +190,7 @@ def main(argv=None) -> None:
             "# each notebook executed with nbclient in a temporary copy of notebooks/ "
             "(no committed file or checkpoint is used or changed)"
         )
+        print(f"# {machine_reference()} | {_common.load()}")
         print(f"\n{'what':<34} {'mode':<5} {'seconds':>8} {'peak MiB':>9}  status | load")
         rows = []
         for mode in args.modes:
@@ -204,7 +230,7 @@ def main(argv=None) -> None:
             if not status.startswith("ok"):
                 notes.append(status)
             print(f"   {name:<34} {mode:<5} {'; '.join(notes) if notes else 'within targets'}")
-        print(f"# {_common.load()} at the end")
+        print(f"# {machine_reference()} | {_common.load()} at the end")
 
 
 if __name__ == "__main__":

@@ -396,7 +396,7 @@ assert pass_counts[high, "MAF"][1:] == (1, high) and pass_counts[high, "IAF"][1:
 # points:
 
 # %%
-def timed(function, repeats=5):
+def timed(function, repeats=3):
     """Wall-clock time of a call in milliseconds, after a first call that compiles it: the
     fastest of `repeats` calls, the one least disturbed by whatever else the computer does."""
     function()
@@ -533,7 +533,7 @@ plt.show()
 # density with `flows.one_pass_log_prob`, the one pass per layer that training uses).
 
 # %%
-STEPS = 1000
+STEPS = 800
 candidates = {  # eight layers each, networks of two hidden layers of 64 units
     "NICE": lambda: flows.nice(num_layers=8, seed=0),
     "RealNVP": lambda: flows.realnvp(num_layers=8, normalization="none", seed=0),

@@ -394,7 +394,7 @@ def held_out_bits(model, seeds=range(5)):
 
 
 untrained_bits = held_out_bits(flow)
-history = train.fit(inner_flow, z_train, steps=700, batch_size=128, learning_rate=1e-3,
+history = train.fit(inner_flow, z_train, steps=400, batch_size=64, learning_rate=3e-3,
                     validation_data=z_validation, seed=0)
 flow_bits = held_out_bits(flow)
 
@@ -467,7 +467,7 @@ start_weights = [variable.numpy() for variable in flow.trainable_variables]
 
 dequantizer = dequantization.VariationalDequantizer(HEIGHT, WIDTH, CHANNELS, LEVELS, seed=0)
 variational_history = dequantization.train_jointly(flow, dequantizer, split.train, LEVELS, steps=MORE_STEPS,
-                                                   batch_size=128, learning_rate=5e-4, seed=1)
+                                                   batch_size=64, learning_rate=5e-4, seed=1)
 variational_log_w = dequantization.noise_log_weights(flow, split.test, LEVELS, draws=NOISE_DRAWS, seed=200,
                                                      dequantizer=dequantizer)  # [test images, draws]
 variational_model_uniform_noise = dequantization.importance_weighted_bits(  # the same model, uniform noise
@@ -476,7 +476,7 @@ variational_model_uniform_noise = dequantization.importance_weighted_bits(  # th
 for variable, value in zip(flow.trainable_variables, start_weights):  # back to the same start
     variable.assign(value)
 uniform_history = dequantization.train_jointly(flow, None, split.train, LEVELS, steps=MORE_STEPS,
-                                               batch_size=128, learning_rate=5e-4, seed=1)
+                                               batch_size=64, learning_rate=5e-4, seed=1)
 uniform_log_w = dequantization.noise_log_weights(flow, split.test, LEVELS, draws=NOISE_DRAWS, seed=200)
 # From here on `flow` is the model trained with uniform noise throughout.
 

@@ -232,6 +232,29 @@ def test_readme_lists_every_notebook():
         assert config.colab_url(f"notebooks/{path.name}") in readme
 
 
+def test_bench_images_trains_notebook_09s_recipe():
+    """bench/images.py reports on notebook 09's image flow: its steps, batch and rate are the
+    notebook's (section 7's call of `train.fit`)."""
+    source = (ROOT / "notebooks" / "09_images_bits_per_dimension.py").read_text()
+    call = re.search(
+        r"train\.fit\(inner_flow, z_train, steps=(\d+), batch_size=(\d+), learning_rate=([0-9.e-]+)", source
+    )
+    assert call, "notebook 09 no longer trains with train.fit(inner_flow, z_train, steps=..., ...)"
+    spec = importlib.util.spec_from_file_location("bench_images", ROOT / "bench" / "images.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    steps, batch_size, learning_rate = int(call[1]), int(call[2]), float(call[3])
+    assert (module.RECIPE["steps"], module.RECIPE["batch_size"], module.RECIPE["learning_rate"]) == (
+        steps,
+        batch_size,
+        learning_rate,
+    )
+
+
 def test_notebook_07_states_the_shipped_recipe_and_computes_its_tables():
     """07 names the post's code as published (commit bc20b0b, Adam 1e-5) and the commit that
     lowered the rate and added the failure trial; its failure table is computed by a code
