@@ -6,6 +6,7 @@ reader sees before running anything.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import subprocess
@@ -234,24 +235,25 @@ def test_readme_lists_every_notebook():
 
 def test_bench_images_trains_notebook_09s_recipe():
     """bench/images.py reports on notebook 09's image flow: its steps, batch and rate are the
-    notebook's (section 7's call of `train.fit`)."""
+    notebook's (section 7's call of `train.fit`). RECIPE is read from the source, not imported:
+    importing a bench script puts bench/ first on sys.path, where bench/profile.py would
+    shadow the standard library's `profile` for every later test."""
     source = (ROOT / "notebooks" / "09_images_bits_per_dimension.py").read_text()
     call = re.search(
         r"train\.fit\(inner_flow, z_train, steps=(\d+), batch_size=(\d+), learning_rate=([0-9.e-]+)", source
     )
     assert call, "notebook 09 no longer trains with train.fit(inner_flow, z_train, steps=..., ...)"
-    spec = importlib.util.spec_from_file_location("bench_images", ROOT / "bench" / "images.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    steps, batch_size, learning_rate = int(call[1]), int(call[2]), float(call[3])
-    assert (module.RECIPE["steps"], module.RECIPE["batch_size"], module.RECIPE["learning_rate"]) == (
-        steps,
-        batch_size,
-        learning_rate,
+    tree = ast.parse((ROOT / "bench" / "images.py").read_text())
+    (recipe,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["RECIPE"]
+    ]
+    recipe = {keyword.arg: ast.literal_eval(keyword.value) for keyword in recipe.keywords}
+    assert (recipe["steps"], recipe["batch_size"], recipe["learning_rate"]) == (
+        int(call[1]),
+        int(call[2]),
+        float(call[3]),
     )
 
 
