@@ -145,10 +145,19 @@ def test_take_columns_is_the_gather_exactly(shape, dtype):
     )
 
 
+def graph_ops(function, x):
+    return {op.type for op in tf.function(function).get_concrete_function(x).graph.get_operations()}
+
+
 def test_take_columns_falls_back_to_the_gather_when_the_matrix_is_large():
+    """Small selections are a product, large ones (over 2**18 matrix entries) the gather."""
     index = np.arange(600)[::-1]  # a 600 x 600 matrix: over 2**18 entries
     x = tf.constant(np.random.default_rng(0).normal(size=(3, 600)).astype(np.float32))
-    np.testing.assert_array_equal(take_columns(index, 600)(x).numpy(), x.numpy()[:, ::-1])
+    take = take_columns(index, 600)
+    np.testing.assert_array_equal(take(x).numpy(), x.numpy()[:, ::-1])
+    assert "GatherV2" in graph_ops(take, x) and "MatMul" not in graph_ops(take, x)
+    small = take_columns(index[:4], 600)  # 600 x 4: a product
+    assert "MatMul" in graph_ops(small, x) and "GatherV2" not in graph_ops(small, x)
 
 
 @pytest.mark.parametrize("index", [[0, 3], [-1], [[0, 1]]])
